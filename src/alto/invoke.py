@@ -1,0 +1,208 @@
+"""How user functions are called: async inline, plain functions in worker threads.
+
+A plain (blocking) function never runs on the event loop. Two helpers keep threads
+cheap: :func:`run_sync_batch` runs several quick calls in one thread hop (returning
+early once a time budget is spent, so slow calls still stream), and :class:`Handoff`
+carries the items of a blocking generator from its thread to the loop, with a bounded
+buffer so a fast generator waits for a slow consumer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from typing import Any
+
+__all__ = [
+    "classify",
+    "Handoff",
+    "HandoffCancelled",
+    "AsyncResult",
+    "run_sync_batch",
+    "call_with_retries",
+    "iterate_in_thread",
+    "SKIPPED",
+]
+
+
+def classify(fn: Any) -> str:
+    """``"asyncgen"``, ``"async"`` or ``"sync"`` for a function or callable instance."""
+    target = fn
+    if not inspect.isfunction(fn) and not inspect.ismethod(fn) and hasattr(fn, "__call__"):
+        call = getattr(fn, "__call__")
+        if inspect.isasyncgenfunction(call) or inspect.iscoroutinefunction(call):
+            target = call
+    if inspect.isasyncgenfunction(target):
+        return "asyncgen"
+    if inspect.iscoroutinefunction(target):
+        return "async"
+    return "sync"
+
+
+def call_with_retries(fn: Callable[..., Any], args: tuple[Any, ...], retries: int) -> Any:
+    """Call a blocking function, retrying up to ``retries`` times on exception."""
+    for attempt in range(retries + 1):
+        try:
+            return fn(*args)
+        except Exception:
+            if attempt == retries:
+                raise
+    raise AssertionError("unreachable")
+
+
+_SKIPPED = object()
+
+
+class AsyncResult:
+    """Marks a blocking function's result that must be iterated on the loop."""
+
+    __slots__ = ("iterable",)
+
+    def __init__(self, iterable: Any) -> None:
+        self.iterable = iterable
+
+
+def run_sync_batch(
+    fn: Callable[[Any], Any],
+    values: list[Any],
+    rids: list[int],
+    cancelled: set[int],
+    retries: int,
+    budget_s: float,
+) -> list[tuple[bool, Any]]:
+    """Run ``fn`` over ``values`` in the calling (worker) thread.
+
+    Returns one ``(ok, result_or_exception)`` per value processed; stops early after
+    ``budget_s`` seconds so the caller can pass finished results downstream at once.
+    Values of cancelled requests are skipped (``(True, _SKIPPED)``).
+    """
+    out: list[tuple[bool, Any]] = []
+    start = time.perf_counter()
+    for value, rid in zip(values, rids):
+        if rid in cancelled:
+            out.append((True, _SKIPPED))
+            continue
+        try:
+            out.append((True, call_with_retries(fn, (value,), retries)))
+        except Exception as exc:  # noqa: BLE001 - reported to the stage's error policy
+            out.append((False, exc))
+        if time.perf_counter() - start > budget_s:
+            break
+    return out
+
+
+SKIPPED = _SKIPPED
+
+
+class HandoffCancelled(Exception):
+    """Raised in a producer thread when the consumer no longer wants its items."""
+
+
+class Handoff:
+    """A bounded channel from one producer thread to the event loop.
+
+    The thread calls :meth:`put` per item (blocking while the buffer is full) and
+    :meth:`finish` at the end; the loop awaits :meth:`drain`, which returns every item
+    buffered so far. The loop is woken at most once per drain, so a fast producer's
+    items arrive in batches and a slow producer's items arrive one by one, at once.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, capacity: int = 64) -> None:
+        self._loop = loop
+        self._capacity = capacity
+        self._cond = threading.Condition()
+        self._buf: deque[Any] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+        self._wake_pending = False
+        self.finished = False
+        self.error: BaseException | None = None
+        self.cancelled = False
+        self.peak = 0
+
+    # producer thread side
+    def put(self, item: Any) -> None:
+        with self._cond:
+            while len(self._buf) >= self._capacity and not self.cancelled:
+                self._cond.wait()
+            if self.cancelled:
+                raise HandoffCancelled
+            self._buf.append(item)
+            self.peak = max(self.peak, len(self._buf))
+            self._wake_locked()
+
+    def finish(self, error: BaseException | None = None) -> None:
+        with self._cond:
+            self.finished = True
+            self.error = error
+            self._wake_locked()
+
+    def _wake_locked(self) -> None:
+        if self._waiter is not None and not self._wake_pending:
+            self._wake_pending = True
+            self._loop.call_soon_threadsafe(self._wake)
+
+    # loop side
+    def _wake(self) -> None:
+        with self._cond:
+            self._wake_pending = False
+            waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def drain(self) -> list[Any]:
+        """Items produced since the last drain; ``[]`` once finished and empty."""
+        while True:
+            with self._cond:
+                if self._buf:
+                    items = list(self._buf)
+                    self._buf.clear()
+                    self._cond.notify_all()
+                    return items
+                if self.finished:
+                    return []
+                waiter = self._waiter = self._loop.create_future()
+            await waiter
+
+    def cancel(self) -> None:
+        """Stop the producer at its next :meth:`put` (it sees :class:`HandoffCancelled`)."""
+        with self._cond:
+            self.cancelled = True
+            self._buf.clear()
+            self._cond.notify_all()
+
+
+def iterate_in_thread(
+    fn: Callable[[Any], Iterable[Any]], value: Any, handoff: Handoff, skip: int
+) -> None:
+    """Thread body: call ``fn(value)``, iterate the result into ``handoff``.
+
+    ``skip`` items are consumed silently (a retry after ``skip`` children were already
+    delivered: children are identified by index, so the retry must not resend them).
+    """
+    error: BaseException | None = None
+    iterator = None
+    try:
+        result = fn(value)
+        if hasattr(result, "__aiter__"):
+            handoff.put(AsyncResult(result))
+            return
+        iterator = iter(result)
+        for n, child in enumerate(iterator):
+            if n >= skip:
+                handoff.put(child)
+    except HandoffCancelled:
+        pass
+    except BaseException as exc:  # noqa: BLE001 - delivered to the loop
+        error = exc
+    finally:
+        close = getattr(iterator, "close", None)
+        if close is not None:
+            try:
+                close()  # runs the generator's finally blocks now, in this thread
+            except Exception:  # noqa: BLE001
+                pass
+        handoff.finish(error)
