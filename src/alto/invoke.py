@@ -187,7 +187,8 @@ def iterate_in_thread(
     iterator = None
     try:
         result = fn(value)
-        if hasattr(result, "__aiter__"):
+        if hasattr(result, "__aiter__") or isinstance(result, (list, tuple, range)):
+            # Nothing left to block on: the loop iterates it without thread hops.
             handoff.put(AsyncResult(result))
             return
         iterator = iter(result)

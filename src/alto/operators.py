@@ -32,7 +32,7 @@ from .invoke import (
     iterate_in_thread,
     run_sync_batch,
 )
-from .pipeline import StageSpec, _is_incremental_aggregator
+from .pipeline import StageSpec, _is_incremental_aggregator, is_class_stage
 
 __all__ = ["StageContext", "Operator", "Right", "make_operator"]
 
@@ -92,7 +92,7 @@ class Operator:
 
     async def setup(self) -> None:
         """Construct a class stage once per replica (in a thread: it may load a model)."""
-        if inspect.isclass(self.fn) and not _is_incremental_aggregator(self.fn):
+        if is_class_stage(self.fn):
             self.fn = await self._loop.run_in_executor(self.ctx.executor, self.fn)
         if self.fn is not None:
             self.mode = classify(self.fn)
@@ -168,11 +168,11 @@ class Operator:
                     raise
         raise AssertionError("unreachable")
 
-    async def _spawn(self, rid: int, coro: Awaitable[Any]) -> None:
-        """Run ``coro`` as an owned task, at most ``concurrency`` at a time."""
+    async def _spawn(self, rid: int, fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
+        """Run ``fn(*args)`` as an owned task, at most ``concurrency`` at a time."""
         assert self._slots is not None
         await self._slots.acquire()
-        task = self._loop.create_task(self._slot(rid, coro))
+        task = self._loop.create_task(self._slot(rid, fn(*args)))
         self._tasks.setdefault(rid, set()).add(task)
         task.add_done_callback(lambda t: self._forget(rid, t))
 
@@ -208,7 +208,7 @@ class Operator:
             if rid in cancelled:
                 continue
             if self._slots is not None:
-                await self._spawn(rid, one(msg))
+                await self._spawn(rid, one, msg)
                 continue
             self._current = rid
             self.busy = 1
@@ -537,7 +537,7 @@ class AggregateOperator(Operator):
                 if group.state is _DEAD:
                     continue
                 if self._slots is not None:
-                    await self._spawn(key[0], self._finish(key, group))
+                    await self._spawn(key[0], self._finish, key, group)
                 else:
                     self._current = key[0]
                     try:

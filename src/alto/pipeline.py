@@ -156,6 +156,14 @@ def _is_incremental_aggregator(fn: Any) -> bool:
     return inspect.isclass(fn) and all(callable(getattr(fn, m, None)) for m in ("start", "add", "finish"))
 
 
+def is_class_stage(fn: Any) -> bool:
+    """A class whose instances are callable: constructed once per replica.
+
+    Other classes (``str``, ``range``, a dataclass) are called per item like functions.
+    """
+    return inspect.isclass(fn) and any("__call__" in vars(k) for k in fn.__mro__ if k is not object)
+
+
 _STAGE_OPTIONS = {"name", "replicas", "concurrency", "retries", "on_error", "router", "resources", "stateful"}
 
 

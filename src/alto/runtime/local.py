@@ -29,7 +29,7 @@ from ..ancestry import Item, Message
 from ..errors import StageError
 from ..invoke import classify
 from ..operators import Operator, Right, make_operator
-from ..pipeline import Pipeline, StageSpec
+from ..pipeline import Pipeline, StageSpec, is_class_stage
 from ..routing import make_router
 from .base import Event, Requests, Runtime, iterate_events
 
@@ -205,7 +205,7 @@ class LocalRuntime(Runtime):
     def _thread_count(self) -> int:
         n = 0
         for spec in self.pipeline.stages.values():
-            if spec.fn is not None and (classify(spec.fn) == "sync" or isinstance(spec.fn, type)):
+            if spec.fn is not None and (classify(spec.fn) == "sync" or is_class_stage(spec.fn)):
                 n += spec.replicas * spec.concurrency
         return max(2, min(n + 1, 4 * (os.cpu_count() or 2) + 64))
 

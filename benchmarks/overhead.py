@@ -1,0 +1,191 @@
+"""Per-hop overhead of the LocalRuntime against hand-written asyncio.Queue chains.
+
+Two workloads, each run by ALTO and by the floor (the same work written by hand with
+bounded ``asyncio.Queue``s in the same process, the floor for Python):
+
+* ``chain``: one request expands into N items that pass through 10 no-op async map
+  stages and are counted by an aggregate (10 hops per item, plus expand/aggregate).
+* ``fanout``: R requests, each a 1 -> 1,000 expand whose children are aggregated.
+
+Usage::
+
+    python benchmarks/overhead.py --out docs/overhead.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import alto
+
+STAGES = 10
+
+
+async def noop(x: int) -> int:
+    return x
+
+
+async def children(n: int):
+    for i in range(n):
+        yield i
+
+
+def count(parent: object, children: list[int]) -> int:
+    return len(children)
+
+
+def chain_pipeline(n_items: int) -> alto.Pipeline:
+    p = alto.Pipeline("chain")
+    s = p.input().expand(children)
+    for i in range(STAGES):
+        s = s.map(noop, name=f"noop{i}")
+    p.output(s.aggregate(count))
+    return p
+
+
+def fanout_pipeline() -> alto.Pipeline:
+    p = alto.Pipeline("fanout")
+    p.output(p.input().expand(children).aggregate(count))
+    return p
+
+
+async def alto_chain(n_items: int) -> float:
+    p = chain_pipeline(n_items)
+    async with alto.LocalRuntime(p) as rt:
+        t0 = time.perf_counter()
+        result = await rt.submit(n_items)
+        elapsed = time.perf_counter() - t0
+    assert result == n_items, result
+    return elapsed
+
+
+async def floor_chain(n_items: int) -> float:
+    queues = [asyncio.Queue(maxsize=256) for _ in range(STAGES + 1)]
+    end = object()
+
+    async def stage(qin: asyncio.Queue, qout: asyncio.Queue) -> None:
+        while True:
+            x = await qin.get()
+            if x is not end:
+                x = await noop(x)
+            await qout.put(x)
+            if x is end:
+                return
+
+    async def produce() -> None:
+        async for i in children(n_items):
+            await queues[0].put(i)
+        await queues[0].put(end)
+
+    async def consume() -> int:
+        n = 0
+        while (await queues[-1].get()) is not end:
+            n += 1
+        return n
+
+    t0 = time.perf_counter()
+    tasks = [asyncio.create_task(stage(queues[i], queues[i + 1])) for i in range(STAGES)]
+    prod = asyncio.create_task(produce())
+    n = await consume()
+    elapsed = time.perf_counter() - t0
+    await asyncio.gather(prod, *tasks)
+    assert n == n_items
+    return elapsed
+
+
+async def alto_fanout(requests: int, width: int) -> float:
+    async with alto.LocalRuntime(fanout_pipeline()) as rt:
+        t0 = time.perf_counter()
+        results = await rt.map([width] * requests)
+        elapsed = time.perf_counter() - t0
+    assert results == [width] * requests
+    return elapsed
+
+
+async def floor_fanout(requests: int, width: int) -> float:
+    q: asyncio.Queue = asyncio.Queue(maxsize=256)
+
+    async def expand(rid: int) -> None:
+        async for i in children(width):
+            await q.put((rid, i))
+        await q.put((rid, None))
+
+    async def aggregate() -> dict[int, int]:
+        counts: dict[int, int] = {}
+        done = 0
+        while done < requests:
+            rid, i = await q.get()
+            if i is None:
+                done += 1
+            else:
+                counts[rid] = counts.get(rid, 0) + 1
+        return counts
+
+    t0 = time.perf_counter()
+    producers = [asyncio.create_task(expand(r)) for r in range(requests)]
+    counts = await aggregate()
+    elapsed = time.perf_counter() - t0
+    await asyncio.gather(*producers)
+    assert all(c == width for c in counts.values())
+    return elapsed
+
+
+def best(fn, *args, repeat: int) -> float:
+    return min(asyncio.run(fn(*args)) for _ in range(repeat))
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--items", type=int, default=20_000, help="items through the 10-stage chain")
+    ap.add_argument("--requests", type=int, default=20, help="requests in the fan-out workload")
+    ap.add_argument("--width", type=int, default=1_000, help="children per request in the fan-out")
+    ap.add_argument("--repeat", type=int, default=5, help="runs per measurement (best is kept)")
+    ap.add_argument("--out", type=Path, help="write the JSON results here")
+    args = ap.parse_args(argv)
+
+    hops = args.items * STAGES
+    a_chain = best(alto_chain, args.items, repeat=args.repeat)
+    f_chain = best(floor_chain, args.items, repeat=args.repeat)
+    fan_items = args.requests * args.width
+    a_fan = best(alto_fanout, args.requests, args.width, repeat=args.repeat)
+    f_fan = best(floor_fanout, args.requests, args.width, repeat=args.repeat)
+
+    result = {
+        "alto_us_per_hop": a_chain / hops * 1e6,
+        "floor_us_per_hop": f_chain / hops * 1e6,
+        "ratio": a_chain / f_chain,
+        "alto_item_hops_per_s": hops / a_chain,
+        "floor_item_hops_per_s": hops / f_chain,
+        "chain": {"stages": STAGES, "items": args.items, "alto_s": a_chain, "floor_s": f_chain},
+        "fanout": {
+            "requests": args.requests,
+            "width": args.width,
+            "alto_s": a_fan,
+            "floor_s": f_fan,
+            "alto_us_per_item": a_fan / fan_items * 1e6,
+            "floor_us_per_item": f_fan / fan_items * 1e6,
+            "alto_items_per_s": fan_items / a_fan,
+            "ratio": a_fan / f_fan,
+        },
+        "python": sys.version.split()[0],
+        "machine": platform.machine(),
+        "repeat": args.repeat,
+        "note": "best of --repeat runs; one core (asyncio is single-threaded)",
+    }
+    print(json.dumps(result, indent=2))
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=2) + "\n")
+    _ = statistics  # keep import for callers that post-process
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,485 @@
+"""The runtime contract: every test runs on each runtime in conftest.RUNTIMES."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import threading
+import time
+
+import pytest
+
+import alto
+from conftest import arun
+
+
+def run(p, xs, runtime, **kw):
+    return alto.run(p, xs, runtime=runtime, **kw)
+
+
+# -- expand forms, classes, ordering -------------------------------------------------
+
+
+def gen_words(text):
+    yield from text.split()
+
+
+def list_words(text):
+    return text.split()
+
+
+async def agen_words(text):
+    for w in text.split():
+        await asyncio.sleep(0)
+        yield w
+
+
+async def async_list_words(text):
+    await asyncio.sleep(0)
+    return text.split()
+
+
+@pytest.mark.parametrize("splitter", [gen_words, list_words, agen_words, async_list_words])
+def test_expand_forms(runtime, splitter):
+    p = alto.Pipeline("p")
+    words = p.input().expand(splitter)
+    p.output(words.map(str.upper).aggregate(lambda text, ws: (text, ws)))
+    assert run(p, ["a bb c", "", "x"], runtime) == [
+        ("a bb c", ["A", "BB", "C"]),
+        ("", []),
+        ("x", ["X"]),
+    ]
+
+
+def test_children_ordered_by_index_whatever_the_arrival(runtime):
+    async def jitter(x):
+        await asyncio.sleep(random.random() * 0.003)
+        return x * 10
+
+    p = alto.Pipeline("p")
+    kids = p.input().expand(range).map(jitter, replicas=3, concurrency=4)
+    p.output(kids.aggregate(lambda n, xs: xs, replicas=2))
+    assert run(p, [0, 5, 30], runtime) == [[], [0, 10, 20, 30, 40], [10 * i for i in range(30)]]
+
+
+def test_three_nested_levels(runtime):
+    p = alto.Pipeline("p")
+    docs = p.input().expand(lambda corpus: corpus.split("|"), name="docs")
+    sents = docs.expand(lambda doc: doc.split("."), name="sents", replicas=2)
+    words = sents.expand(str.split, name="words", replicas=3)
+    lens = words.map(len, replicas=2)
+    per_sent = lens.aggregate(lambda s, ls: sum(ls), replicas=2, name="per_sent")
+    per_doc = per_sent.aggregate(lambda d, ss: ss, replicas=3, name="per_doc")
+    p.output(per_doc.aggregate(lambda c, ds: ds, name="per_corpus"))
+    assert run(p, ["a bb.ccc|dd d.e", ""], runtime) == [[[3, 3], [3, 1]], [[0]]]
+
+
+def test_class_stage_constructed_once_per_replica(runtime):
+    made = []
+    lock = threading.Lock()
+
+    class Model:
+        def __init__(self):
+            with lock:
+                made.append(self)
+
+        def __call__(self, x):
+            return (id(self), x + 1)
+
+    p = alto.Pipeline("p")
+    p.output(p.input().map(Model, replicas=3))
+    results = run(p, list(range(30)), runtime)
+    assert [r[1] for r in results] == list(range(1, 31))
+    assert len(made) == 3
+    assert {r[0] for r in results} <= {id(m) for m in made}
+
+
+def test_incremental_aggregator_fed_as_children_arrive(runtime):
+    log = []
+
+    class Collect:
+        def start(self, parent):
+            self.parent, self.seen = parent, {}
+            log.append(("start", parent))
+
+        def add(self, index, child):
+            assert hasattr(self, "seen"), "add before start"
+            self.seen[index] = child
+
+        def finish(self):
+            return (self.parent, [self.seen[i] for i in sorted(self.seen)])
+
+    async def slow_evens(x):
+        await asyncio.sleep(0.002 if x % 2 == 0 else 0)
+        return x
+
+    p = alto.Pipeline("p")
+    kids = p.input().expand(range).map(slow_evens, replicas=2, concurrency=3)
+    p.output(kids.aggregate(Collect, replicas=2))
+    assert run(p, [4, 0], runtime) == [(4, [0, 1, 2, 3]), (0, [])]
+    assert sorted(log) == [("start", 0), ("start", 4)]
+
+
+def test_filter_and_zip_with_tombstones(runtime):
+    p = alto.Pipeline("p")
+    nums = p.input().expand(range)
+    odd = nums.filter(lambda x: x % 2, replicas=2)
+    sq = nums.map(lambda x: x * x, replicas=3)
+    pairs = odd.zip(sq, replicas=2)
+    p.output(pairs.aggregate(lambda n, xs: xs))
+    assert run(p, [5, 0], runtime) == [[(1, 1), (3, 9)], []]
+
+
+def test_filter_at_depth_zero_gives_none(runtime):
+    p = alto.Pipeline("p")
+    p.output(p.input().filter(lambda x: x > 1))
+    assert run(p, [1, 2, 3], runtime) == [None, 2, 3]
+
+
+def test_several_depth0_outputs_give_dicts(runtime):
+    p = alto.Pipeline("p")
+    q = p.input()
+    p.output(q.map(str.upper, name="up"))
+    p.output(q.map(len, name="n"))
+    assert run(p, ["ab"], runtime) == [{"up": "AB", "n": 2}]
+
+
+# -- failures -----------------------------------------------------------------------
+
+
+def test_stage_error_fails_only_its_request(runtime):
+    def check(x):
+        if x == 3:
+            raise ValueError("three is bad")
+        return x
+
+    p = alto.Pipeline("p")
+    p.output(p.input().expand(range).map(check, replicas=2).aggregate(lambda n, xs: sum(xs)))
+    results = run(p, [2, 5, 3], runtime, return_exceptions=True)
+    assert results[0] == 1 and results[2] == 3
+    err = results[1]
+    assert isinstance(err, alto.StageError)
+    assert err.stage == "check" and err.path[1:] == (3,)
+    assert isinstance(err.__cause__, ValueError)
+    with pytest.raises(alto.StageError, match=r"stage 'check' failed on item \(\d+, 3\): ValueError"):
+        run(p, [2, 5], runtime)
+
+
+def test_retries(runtime):
+    attempts: dict[int, int] = {}
+
+    def flaky(x):
+        attempts[x] = attempts.get(x, 0) + 1
+        if attempts[x] <= 2:
+            raise ConnectionError("try again")
+        return x * 2
+
+    p = alto.Pipeline("p")
+    p.output(p.input().map(flaky, retries=2))
+    assert run(p, [1, 2], runtime) == [2, 4]
+    assert attempts == {1: 3, 2: 3}
+    attempts.clear()
+    p2 = alto.Pipeline("p2")
+    p2.output(p2.input().map(flaky, retries=1))
+    with pytest.raises(alto.StageError):
+        run(p2, [1], runtime)
+    assert attempts == {1: 2}
+
+
+def test_expand_retry_does_not_duplicate_children(runtime):
+    tries = []
+
+    async def flaky_gen(n):
+        tries.append(n)
+        for i in range(n):
+            if i == 2 and len(tries) == 1:
+                raise RuntimeError("stream broke")
+            yield i
+
+    p = alto.Pipeline("p")
+    p.output(p.input().expand(flaky_gen, retries=1).aggregate(lambda n, xs: xs))
+    assert run(p, [4], runtime) == [[0, 1, 2, 3]]
+    assert len(tries) == 2
+
+
+def test_on_error_drop(runtime):
+    def inv(x):
+        return 1 / x
+
+    def gen(n):
+        yield from range(n)
+        raise OSError("source died")
+
+    p = alto.Pipeline("p")
+    vals = p.input().expand(gen, on_error="drop").map(inv, on_error="drop")
+    p.output(vals.aggregate(lambda n, xs: xs))
+    assert run(p, [3], runtime) == [[1.0, 0.5]]
+
+
+# -- streaming ------------------------------------------------------------------------
+
+
+def test_streaming_false_gives_same_results(runtime):
+    p = alto.Pipeline("p")
+    w = p.input().expand(gen_words).expand(list).filter(str.isalpha).map(str.upper, replicas=2)
+    p.output(w.aggregate(lambda word, cs: "".join(cs)).aggregate(lambda t, ws: ws))
+    xs = ["ab c1d", "", "x y z"]
+    assert run(p, xs, runtime) == run(p, xs, runtime, streaming=False) == [["AB", "CD"], [], ["X", "Y", "Z"]]
+
+
+@pytest.mark.parametrize("kind", ["async", "thread"])
+def test_downstream_gets_first_child_while_generator_waits_for_it(runtime, make_runtime, kind):
+    """Proof of streaming: the generator blocks until the next stage has its first child."""
+    got_first = threading.Event()
+
+    def sync_gen(n):
+        yield 0
+        assert got_first.wait(5), "downstream never received the first child"
+        yield 1
+
+    async def async_gen(n):
+        yield 0
+        for _ in range(500):
+            if got_first.is_set():
+                break
+            await asyncio.sleep(0.01)
+        assert got_first.is_set(), "downstream never received the first child"
+        yield 1
+
+    def mark(x):
+        if x == 0:
+            got_first.set()
+        return x
+
+    p = alto.Pipeline("p")
+    kids = p.input().expand(async_gen if kind == "async" else sync_gen).map(mark)
+    p.output(kids.aggregate(lambda n, xs: xs))
+    assert run(p, [2], runtime) == [[0, 1]]
+    got_first.clear()
+    # the baseline holds children back: the same pipeline must fail there
+    with pytest.raises(alto.StageError):
+        run(p, [2], runtime, streaming=False)
+
+
+def test_stream_events(runtime, make_runtime):
+    p = alto.Pipeline("p")
+    words = p.input().expand(gen_words, name="words")
+    p.output(words)
+    p.output(words.aggregate(lambda t, ws: len(ws), name="count"))
+
+    async def main():
+        async with make_runtime(p) as rt:
+            return [ev async for ev in rt.stream("a b c")]
+
+    events = arun(main())
+    assert [(e.stage, e.path[1:], e.value, e.final) for e in events] == [
+        ("words", (0,), "a", False),
+        ("words", (1,), "b", False),
+        ("words", (2,), "c", False),
+        ("count", (), 3, True),
+    ]
+
+
+def test_stream_raises_stage_error(runtime, make_runtime):
+    def bad(x):
+        raise KeyError(x)
+
+    p = alto.Pipeline("p")
+    p.output(p.input().map(bad))
+
+    async def main():
+        async with make_runtime(p) as rt:
+            with pytest.raises(alto.StageError) as info:
+                async for _ in rt.stream(1):
+                    pass
+            return info.value
+
+    assert arun(main()).stage == "bad"
+
+
+def test_leaving_stream_early_cancels_work_everywhere(runtime, make_runtime):
+    produced = []
+    mapped = []
+    closed = threading.Event()
+
+    def endless(x):
+        try:
+            i = 0
+            while True:
+                produced.append(i)
+                yield i
+                i += 1
+                time.sleep(0.002)
+        finally:
+            closed.set()
+
+    async def slow_map(x):
+        mapped.append(x)
+        await asyncio.sleep(0.01)
+        return x
+
+    p = alto.Pipeline("p")
+    kids = p.input().expand(endless).map(slow_map, concurrency=2)
+    p.output(kids)
+    p.output(kids.aggregate(lambda x, xs: len(xs), name="n"))
+
+    async def main():
+        async with make_runtime(p) as rt:
+            async for ev in rt.stream(1):
+                if ev.path[-1] >= 3:
+                    break
+            await asyncio.sleep(0.05)
+            assert closed.is_set(), "the generator was not closed"
+            n_prod, n_map = len(produced), len(mapped)
+            await asyncio.sleep(0.2)
+            assert (len(produced), len(mapped)) == (n_prod, n_map), "a stage kept working"
+            assert n_prod < 50
+            # the runtime keeps serving other requests
+            closed.clear()
+            async for ev in rt.stream(2):
+                if ev.path[-1] >= 1:
+                    break
+            await asyncio.sleep(0.05)
+            assert closed.is_set()
+
+    arun(asyncio.wait_for(main(), 10))
+
+
+def test_shutdown_leaves_no_tasks_or_threads(runtime, make_runtime):
+    def blocking(x):
+        time.sleep(0.001)
+        return x
+
+    p = alto.Pipeline("p")
+    p.output(p.input().expand(range).map(blocking, replicas=2, concurrency=2).aggregate(lambda n, xs: len(xs)))
+    before = set(threading.enumerate())
+
+    async def main():
+        async with make_runtime(p) as rt:
+            assert await rt.submit(20) == 20
+            pending = asyncio.ensure_future(rt.submit(10_000))  # still running at exit
+            await asyncio.sleep(0.05)
+        with pytest.raises(RuntimeError, match="closed"):
+            await pending
+        return [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+
+    assert arun(main()) == []
+    assert set(threading.enumerate()) == before
+
+
+# -- backpressure & concurrency ---------------------------------------------------------
+
+
+def test_backpressure_bounds_items_in_flight(runtime, make_runtime):
+    produced = []
+
+    def fast(n):
+        for i in range(n):
+            produced.append(i)
+            yield i
+
+    async def slow(x):
+        await asyncio.sleep(0.0002)
+        return x
+
+    class Count:
+        def start(self, parent):
+            self.n = 0
+
+        def add(self, i, c):
+            self.n += 1
+
+        def finish(self):
+            return self.n
+
+    p = alto.Pipeline("p")
+    p.output(p.input().expand(fast).map(slow).aggregate(Count))
+    lag = []
+
+    async def main():
+        async with make_runtime(p, inbox_capacity=64) as rt:
+            task = asyncio.ensure_future(rt.submit(10_000))
+            while not task.done():
+                await asyncio.sleep(0.01)
+                handled = rt.stats()["slow"]["handled"][0]
+                lag.append(len(produced) - handled)
+            return await task, rt.peak_in_flight()
+
+    result, peak = arun(main())
+    assert result == 10_000
+    # the producer never ran far ahead of the slow stage: bounded by inboxes + handoff
+    assert max(lag) < 400, max(lag)
+    assert peak <= 3 * 64, peak
+
+
+def test_concurrency_per_replica(runtime):
+    active = 0
+    peak = 0
+
+    async def work(x):
+        nonlocal active, peak
+        active += 1
+        peak = max(peak, active)
+        await asyncio.sleep(0.01)
+        active -= 1
+        return x
+
+    p = alto.Pipeline("p")
+    p.output(p.input().expand(range).map(work, replicas=2, concurrency=3).aggregate(lambda n, xs: xs))
+    assert run(p, [24], runtime) == [list(range(24))]
+    assert peak == 6
+
+
+def test_plain_functions_do_not_block_the_loop(runtime, make_runtime):
+    def sleepy(x):
+        time.sleep(0.2)
+        return x
+
+    p = alto.Pipeline("p")
+    p.output(p.input().map(sleepy))
+
+    async def main():
+        async with make_runtime(p) as rt:
+            task = asyncio.ensure_future(rt.submit(1))
+            ticks = 0
+            while not task.done():
+                await asyncio.sleep(0.01)
+                ticks += 1
+            return ticks
+
+    assert arun(main()) >= 10
+
+
+def test_admission_limit(runtime, make_runtime):
+    active = 0
+    peak = 0
+
+    async def work(x):
+        nonlocal active, peak
+        active += 1
+        peak = max(peak, active)
+        await asyncio.sleep(0.005)
+        active -= 1
+        return x
+
+    p = alto.Pipeline("p")
+    p.output(p.input().map(work, concurrency=50))
+
+    async def main():
+        async with make_runtime(p, max_requests=4) as rt:
+            return await rt.map(range(20))
+
+    assert arun(main()) == list(range(20))
+    assert peak == 4
+
+
+def test_run_inside_event_loop_points_to_run_async():
+    p = alto.Pipeline("p")
+    p.output(p.input().map(str))
+
+    async def main():
+        with pytest.raises(RuntimeError, match="run_async"):
+            alto.run(p, [1])
+        return await alto.run_async(p, [1])
+
+    assert arun(main()) == ["1"]
