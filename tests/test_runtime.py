@@ -231,15 +231,16 @@ def test_streaming_false_gives_same_results(runtime):
 def test_downstream_gets_first_child_while_generator_waits_for_it(runtime, make_runtime, kind):
     """Proof of streaming: the generator blocks until the next stage has its first child."""
     got_first = threading.Event()
+    patience = {"s": 5.0}
 
     def sync_gen(n):
         yield 0
-        assert got_first.wait(5), "downstream never received the first child"
+        assert got_first.wait(patience["s"]), "downstream never received the first child"
         yield 1
 
     async def async_gen(n):
         yield 0
-        for _ in range(500):
+        for _ in range(int(patience["s"] * 100)):
             if got_first.is_set():
                 break
             await asyncio.sleep(0.01)
@@ -256,6 +257,7 @@ def test_downstream_gets_first_child_while_generator_waits_for_it(runtime, make_
     p.output(kids.aggregate(lambda n, xs: xs))
     assert run(p, [2], runtime) == [[0, 1]]
     got_first.clear()
+    patience["s"] = 0.3
     # the baseline holds children back: the same pipeline must fail there
     with pytest.raises(alto.StageError):
         run(p, [2], runtime, streaming=False)
@@ -379,7 +381,10 @@ def test_backpressure_bounds_items_in_flight(runtime, make_runtime):
             yield i
 
     async def slow(x):
-        await asyncio.sleep(0.0002)
+        t = time.perf_counter()
+        while time.perf_counter() - t < 5e-5:  # a slow consumer (busy, ~50 us per item)
+            pass
+        await asyncio.sleep(0)
         return x
 
     class Count:
