@@ -122,11 +122,16 @@ def pipelines(draw):
             choices.append("zip")
         op = draw(st.sampled_from(choices))
         if op == "map":
-            s = s.map(make_map(draw(st.integers(1, 9)), draw(st.integers(0, 9)), draw(st.sampled_from(["sync", "async"]))), **opts())
+            s = s.map(
+                make_map(draw(st.integers(1, 9)), draw(st.integers(0, 9)), draw(st.sampled_from(["sync", "async"]))),
+                **opts(),
+            )
         elif op == "filter":
             s = s.filter(make_filter(draw(st.integers(2, 4)), draw(st.integers(0, 1))), **opts())
         elif op == "expand":
-            fn = make_expand(draw(st.integers(1, 4)), draw(st.integers(0, 5)), draw(st.sampled_from(["gen", "list", "agen"])))
+            fn = make_expand(
+                draw(st.integers(1, 4)), draw(st.integers(0, 5)), draw(st.sampled_from(["gen", "list", "agen"]))
+            )
             s = s.expand(fn, **opts())
         elif op == "aggregate":
             s = s.aggregate(draw(st.sampled_from([fold, Fold, afold])), **opts())
@@ -140,7 +145,9 @@ def pipelines(draw):
     return p
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+)
 @given(pipelines(), st.lists(st.integers(0, 100), min_size=1, max_size=4))
 def test_random_pipelines_match_reference(runtime, pipeline, inputs):
     expected = reference_run(pipeline, inputs)

@@ -13,21 +13,21 @@ from .routing import PowerOfTwo, PromptAware, Rendezvous, RoundRobin, Router
 from .runtime import Event, LocalRuntime, Runtime, run, run_async
 
 __all__ = [
+    "Event",
+    "LocalRuntime",
     "Pipeline",
-    "Stream",
-    "StageSpec",
     "PipelineError",
+    "PowerOfTwo",
+    "PromptAware",
+    "Rendezvous",
+    "RoundRobin",
+    "Router",
+    "Runtime",
     "StageError",
+    "StageSpec",
+    "Stream",
     "run",
     "run_async",
-    "Event",
-    "Runtime",
-    "LocalRuntime",
-    "Router",
-    "RoundRobin",
-    "PowerOfTwo",
-    "Rendezvous",
-    "PromptAware",
 ]
 
 __version__ = "0.1.0"

@@ -30,14 +30,14 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
-    "Path",
-    "Item",
-    "Tombstone",
-    "Open",
-    "Done",
-    "Message",
-    "Group",
     "CompletionTracker",
+    "Done",
+    "Group",
+    "Item",
+    "Message",
+    "Open",
+    "Path",
+    "Tombstone",
     "is_data",
 ]
 
@@ -85,7 +85,7 @@ class Open:
 class Done:
     """An expand finished: the item at ``path`` (value ``value``) has ``count`` children."""
 
-    __slots__ = ("path", "count", "value")
+    __slots__ = ("count", "path", "value")
 
     def __init__(self, path: Path, count: int, value: Any) -> None:
         self.path = path
@@ -110,7 +110,7 @@ class Group:
     Children are deduplicated by index, so a replayed message is counted once.
     """
 
-    __slots__ = ("parent", "has_parent", "expected", "seen", "values", "state")
+    __slots__ = ("expected", "has_parent", "parent", "seen", "state", "values")
 
     def __init__(self) -> None:
         self.parent: Any = None

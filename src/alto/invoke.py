@@ -18,22 +18,22 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 __all__ = [
-    "classify",
+    "SKIPPED",
+    "AsyncResult",
     "Handoff",
     "HandoffCancelled",
-    "AsyncResult",
-    "run_sync_batch",
     "call_with_retries",
+    "classify",
     "iterate_in_thread",
-    "SKIPPED",
+    "run_sync_batch",
 ]
 
 
 def classify(fn: Any) -> str:
     """``"asyncgen"``, ``"async"`` or ``"sync"`` for a function or callable instance."""
     target = fn
-    if not inspect.isfunction(fn) and not inspect.ismethod(fn) and hasattr(fn, "__call__"):
-        call = getattr(fn, "__call__")
+    if not inspect.isfunction(fn) and not inspect.ismethod(fn) and callable(fn):
+        call = fn.__call__
         if inspect.isasyncgenfunction(call) or inspect.iscoroutinefunction(call):
             target = call
     if inspect.isasyncgenfunction(target):
@@ -82,13 +82,13 @@ def run_sync_batch(
     """
     out: list[tuple[bool, Any]] = []
     start = time.perf_counter()
-    for value, rid in zip(values, rids):
+    for value, rid in zip(values, rids, strict=True):
         if rid in cancelled:
             out.append((True, _SKIPPED))
             continue
         try:
             out.append((True, call_with_retries(fn, (value,), retries)))
-        except Exception as exc:  # noqa: BLE001 - reported to the stage's error policy
+        except Exception as exc:
             out.append((False, exc))
         if time.perf_counter() - start > budget_s:
             break
@@ -175,9 +175,7 @@ class Handoff:
             self._cond.notify_all()
 
 
-def iterate_in_thread(
-    fn: Callable[[Any], Iterable[Any]], value: Any, handoff: Handoff, skip: int
-) -> None:
+def iterate_in_thread(fn: Callable[[Any], Iterable[Any]], value: Any, handoff: Handoff, skip: int) -> None:
     """Thread body: call ``fn(value)``, iterate the result into ``handoff``.
 
     ``skip`` items are consumed silently (a retry after ``skip`` children were already
@@ -197,13 +195,13 @@ def iterate_in_thread(
                 handoff.put(child)
     except HandoffCancelled:
         pass
-    except BaseException as exc:  # noqa: BLE001 - delivered to the loop
+    except BaseException as exc:
         error = exc
     finally:
         close = getattr(iterator, "close", None)
         if close is not None:
             try:
                 close()  # runs the generator's finally blocks now, in this thread
-            except Exception:  # noqa: BLE001
+            except Exception:
                 pass
         handoff.finish(error)

@@ -16,10 +16,10 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import Executor
 from contextlib import aclosing
-from typing import Any, AsyncIterator, Protocol
+from typing import Any, Protocol
 
 from .ancestry import Done, Group, Item, Message, Open, Tombstone
 from .errors import StageError
@@ -34,7 +34,7 @@ from .invoke import (
 )
 from .pipeline import StageSpec, _is_incremental_aggregator, is_class_stage
 
-__all__ = ["StageContext", "Operator", "Right", "make_operator"]
+__all__ = ["Operator", "Right", "StageContext", "make_operator"]
 
 log = logging.getLogger("alto")
 Emit = Callable[[Message], "Awaitable[Any] | None"]
@@ -307,7 +307,7 @@ class MapOperator(Operator):
                 ctx.sync_budget_s,
             )
             self.busy = 0
-            for msg, (ok, value) in zip(live, outcomes):
+            for msg, (ok, value) in zip(live, outcomes, strict=False):  # outcomes may stop early
                 self.handled += 1
                 if value is SKIPPED or msg.path[0] in ctx.cancelled:
                     continue
@@ -365,7 +365,9 @@ class ExpandOperator(Operator):
                     attempt += 1  # children are identified by index: the retry skips those sent
                     continue
                 if self.spec.on_error == "drop":
-                    log.warning("stage %r: expand of %s ended early after %d children: %r", self.name, path, emitted, exc)
+                    log.warning(
+                        "stage %r: expand of %s ended early after %d children: %r", self.name, path, emitted, exc
+                    )
                     break
                 self.ctx.fail(StageError(self.name, path, exc))
                 return

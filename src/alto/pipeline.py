@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 from .errors import PipelineError
 
-__all__ = ["Pipeline", "Stream", "StageSpec", "StageKind", "ON_ERROR"]
+__all__ = ["ON_ERROR", "Pipeline", "StageKind", "StageSpec", "Stream"]
 
 StageKind = Literal["input", "map", "expand", "filter", "zip", "aggregate"]
 ON_ERROR = ("fail", "drop")
@@ -90,7 +90,7 @@ class Stream:
     Streams are immutable handles: every method adds a stage and returns a new stream.
     """
 
-    __slots__ = ("pipeline", "stage", "depth", "levels")
+    __slots__ = ("depth", "levels", "pipeline", "stage")
 
     def __init__(self, pipeline: Pipeline, stage: str, depth: int, levels: tuple[str, ...]) -> None:
         self.pipeline = pipeline
@@ -323,8 +323,7 @@ class Pipeline:
         """
         if not self._outputs:
             raise PipelineError(
-                f"pipeline {self.name!r} has no output: call p.output(stream) on the stream "
-                "whose items are the results"
+                f"pipeline {self.name!r} has no output: call p.output(stream) on the stream whose items are the results"
             )
         inputs = [s.name for s in self._stages.values() if s.kind == "input"]
         if len(inputs) != 1:

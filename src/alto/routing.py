@@ -17,7 +17,7 @@ import random
 from collections.abc import Callable
 from typing import Any, ClassVar
 
-__all__ = ["Router", "RoundRobin", "PowerOfTwo", "Rendezvous", "PromptAware", "make_router", "stable_hash"]
+__all__ = ["PowerOfTwo", "PromptAware", "Rendezvous", "RoundRobin", "Router", "make_router", "stable_hash"]
 
 LoadFn = Callable[[int], float]
 _MASK = (1 << 64) - 1

@@ -3,4 +3,4 @@
 from .base import Event, Runtime, run, run_async
 from .local import LocalRuntime
 
-__all__ = ["Event", "Runtime", "LocalRuntime", "run", "run_async"]
+__all__ = ["Event", "LocalRuntime", "Runtime", "run", "run_async"]

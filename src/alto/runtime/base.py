@@ -37,7 +37,7 @@ _END = object()
 
 
 class _Request:
-    __slots__ = ("rid", "future", "events", "trackers", "finals", "pending")
+    __slots__ = ("events", "finals", "future", "pending", "rid", "trackers")
 
     def __init__(self, rid: int, future: asyncio.Future[Any], outputs: list[str], events: bool) -> None:
         self.rid = rid

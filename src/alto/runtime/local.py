@@ -33,7 +33,7 @@ from ..pipeline import Pipeline, StageSpec, is_class_stage
 from ..routing import make_router
 from .base import Event, Requests, Runtime, iterate_events
 
-__all__ = ["LocalRuntime", "Inbox"]
+__all__ = ["Inbox", "LocalRuntime"]
 
 
 class Inbox:
@@ -44,7 +44,7 @@ class Inbox:
     sender overshoots by at most one message and memory stays bounded.
     """
 
-    __slots__ = ("_q", "capacity", "_getter", "_putters", "peak", "_loop")
+    __slots__ = ("_getter", "_loop", "_putters", "_q", "capacity", "peak")
 
     def __init__(self, capacity: int) -> None:
         self._q: deque[Any] = deque()
@@ -93,7 +93,7 @@ class Inbox:
 
 
 class _Replica:
-    __slots__ = ("spec", "index", "inbox", "op", "task")
+    __slots__ = ("inbox", "index", "op", "spec", "task")
 
     def __init__(self, spec: StageSpec, index: int, inbox: Inbox) -> None:
         self.spec = spec
@@ -178,7 +178,9 @@ class LocalRuntime(Runtime):
             raise
         for reps in self._replicas.values():
             for rep in reps:
-                rep.task = asyncio.get_running_loop().create_task(self._worker(rep), name=f"alto:{rep.spec.name}[{rep.index}]")
+                rep.task = asyncio.get_running_loop().create_task(
+                    self._worker(rep), name=f"alto:{rep.spec.name}[{rep.index}]"
+                )
                 rep.op.bind(rep.task)  # type: ignore[union-attr]
         return self
 
