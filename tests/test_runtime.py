@@ -417,22 +417,26 @@ def test_backpressure_bounds_items_in_flight(runtime, make_runtime):
     assert peak <= 3 * 64, peak
 
 
-def test_concurrency_per_replica(runtime):
-    active = 0
-    peak = 0
+class Gauge:
+    """An async stage function that records how many calls ran at once."""
 
-    async def work(x):
-        nonlocal active, peak
-        active += 1
-        peak = max(peak, active)
-        await asyncio.sleep(0.01)
-        active -= 1
+    def __init__(self, seconds: float) -> None:
+        self.seconds, self.active, self.peak = seconds, 0, 0
+
+    async def __call__(self, x):
+        self.active += 1
+        self.peak = max(self.peak, self.active)
+        await asyncio.sleep(self.seconds)
+        self.active -= 1
         return x
 
+
+def test_concurrency_per_replica(runtime):
+    work = Gauge(0.01)
     p = alto.Pipeline("p")
     p.output(p.input().expand(range).map(work, replicas=2, concurrency=3).aggregate(lambda n, xs: xs))
     assert run(p, [24], runtime) == [list(range(24))]
-    assert peak == 6
+    assert work.peak == 6
 
 
 def test_plain_functions_do_not_block_the_loop(runtime, make_runtime):
@@ -456,17 +460,7 @@ def test_plain_functions_do_not_block_the_loop(runtime, make_runtime):
 
 
 def test_admission_limit(runtime, make_runtime):
-    active = 0
-    peak = 0
-
-    async def work(x):
-        nonlocal active, peak
-        active += 1
-        peak = max(peak, active)
-        await asyncio.sleep(0.005)
-        active -= 1
-        return x
-
+    work = Gauge(0.005)
     p = alto.Pipeline("p")
     p.output(p.input().map(work, concurrency=50))
 
@@ -475,7 +469,7 @@ def test_admission_limit(runtime, make_runtime):
             return await rt.map(range(20))
 
     assert arun(main()) == list(range(20))
-    assert peak == 4
+    assert work.peak == 4
 
 
 def test_run_inside_event_loop_points_to_run_async():

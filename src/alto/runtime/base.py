@@ -229,16 +229,8 @@ def run(
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        return asyncio.run(
-            run_async(
-                pipeline,
-                inputs,
-                runtime=runtime,
-                streaming=streaming,
-                return_exceptions=return_exceptions,
-                **options,
-            )
-        )
+        options.update(runtime=runtime, streaming=streaming, return_exceptions=return_exceptions)
+        return asyncio.run(run_async(pipeline, inputs, **options))
     raise RuntimeError("alto.run() cannot be called inside a running event loop; use `await alto.run_async(...)`")
 
 
