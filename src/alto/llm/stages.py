@@ -1,0 +1,117 @@
+"""LLM stages: "map by generating" and "expand by generating and splitting".
+
+``generate(llm, template)`` makes a map function: one prompt in, the whole text out.
+``generate_split(llm, template, splitter)`` makes an expand function that yields each
+part (line, list item, sentence, JSON item) *while the model is still generating*, so
+the next stage starts on the first part long before the last one exists.
+
+>>> import alto
+>>> from alto.llm import Simulated, generate_split
+>>> llm = Simulated(time_scale=0, seed=3)
+>>> p = alto.Pipeline("claims")
+>>> claims = p.input().expand(generate_split(llm, "List claims about {input}", "list", max_tokens=40))
+>>> _ = p.output(claims.aggregate(lambda topic, cs: len(cs) > 0))
+>>> alto.run(p, ["mail"])
+[True]
+
+Templates are ``str.format`` strings: ``{input}`` is the item; a dict item's keys are
+available by name. A template may also be a function ``item -> prompt`` returning a
+string or a list of chat messages (for few-shot prompts).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import aclosing
+from typing import Any
+
+from ..split import SPLITTERS, Splitter, split_stream
+from .base import LLM, Prompt
+
+__all__ = ["generate", "generate_split", "render"]
+
+Template = str | Callable[[Any], Prompt]
+
+
+def render(template: Template, value: Any) -> Prompt:
+    """The prompt for one item."""
+    if callable(template):
+        return template(value)
+    if isinstance(value, dict):
+        return template.format(input=value, **value)
+    return template.format(input=value)
+
+
+def _normal(text: str) -> str:
+    return re.sub(r"\W+", " ", str(text).lower()).strip()
+
+
+def generate(
+    llm: LLM,
+    template: Template,
+    *,
+    system: str | None = None,
+    max_tokens: int = 256,
+    stop: Sequence[str] | None = None,
+    temperature: float = 0.0,
+    parse: Callable[[str, Any], Any] | None = None,
+    name: str = "generate",
+) -> Callable[[Any], Any]:
+    """A map stage function: ``item -> parse(text, item)`` (default: the stripped text)."""
+
+    async def generate_stage(value: Any) -> Any:
+        text = await llm.complete(
+            render(template, value), system=system, max_tokens=max_tokens, stop=stop, temperature=temperature
+        )
+        return parse(text, value) if parse else text.strip()
+
+    generate_stage.__name__ = generate_stage.__qualname__ = name
+    return generate_stage
+
+
+def generate_split(
+    llm: LLM,
+    template: Template,
+    splitter: str | type[Splitter] = "lines",
+    *,
+    system: str | None = None,
+    max_tokens: int = 256,
+    stop: Sequence[str] | None = None,
+    temperature: float = 0.0,
+    dedupe: bool = True,
+    max_parts: int | None = None,
+    keep: Callable[[Any], bool] | None = None,
+    transform: Callable[[Any, Any], Any] | None = None,
+    name: str = "generate_split",
+) -> Callable[[Any], AsyncIterator[Any]]:
+    """An expand stage function: yields each part of the generation as soon as it is complete.
+
+    Args:
+        splitter: ``"lines"``, ``"list"``, ``"sentences"``, ``"json"`` or a Splitter class.
+        dedupe: drop parts that repeat an earlier one (small models repeat lines).
+        max_parts: stop generating after this many parts.
+        keep: a predicate on each part (e.g. drop fragments that are too short).
+        transform: ``transform(part, item)`` builds the value sent downstream.
+    """
+    make = SPLITTERS[splitter] if isinstance(splitter, str) else splitter
+
+    async def split_stage(value: Any) -> AsyncIterator[Any]:
+        seen: set[str] = set()
+        n = 0
+        tokens = llm.stream(render(template, value), system=system, max_tokens=max_tokens, stop=stop, temperature=temperature)
+        async with aclosing(split_stream(tokens, make())) as parts:
+            async for part in parts:
+                key = _normal(part)
+                if dedupe and (key in seen or not key):
+                    continue
+                if keep is not None and not keep(part):
+                    continue
+                seen.add(key)
+                yield transform(part, value) if transform else part
+                n += 1
+                if max_parts is not None and n >= max_parts:
+                    return  # leaving closes the token stream: generation stops now
+
+    split_stage.__name__ = split_stage.__qualname__ = name
+    return split_stage
