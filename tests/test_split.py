@@ -30,7 +30,7 @@ def stream_parts(kind: str, pieces: list[str]) -> list:
     return out + s.flush()
 
 
-ALPHABET = st.sampled_from(list("ab .!?\n-*12)[]{},:\"\\e.g") + ["e.g. ", "1. ", "- ", '"x, y"', "\n\n"])
+ALPHABET = st.sampled_from(list('ab .!?\n-*12)[]{},:"\\e.g') + ["e.g. ", "1. ", "- ", '"x, y"', "\n\n"])
 texts = st.lists(ALPHABET, max_size=40).map("".join)
 
 
@@ -43,7 +43,13 @@ def test_any_chunking_gives_the_parts_of_the_whole(kind, text, cuts):
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.lists(st.one_of(st.integers(), st.text(max_size=8), st.dictionaries(st.text(max_size=3), st.integers(), max_size=2)), max_size=6), st.lists(st.integers(0, 300), max_size=10))
+@given(
+    st.lists(
+        st.one_of(st.integers(), st.text(max_size=8), st.dictionaries(st.text(max_size=3), st.integers(), max_size=2)),
+        max_size=6,
+    ),
+    st.lists(st.integers(0, 300), max_size=10),
+)
 def test_json_items_roundtrip(values, cuts):
     text = "Here you go: " + json.dumps(values) + " done"
     assert stream_parts("json", chunked(text, cuts)) == values

@@ -22,7 +22,7 @@ import re
 from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from typing import Any
 
-__all__ = ["Splitter", "Lines", "ListItems", "Sentences", "JsonArrayItems", "split_stream", "SPLITTERS"]
+__all__ = ["SPLITTERS", "JsonArrayItems", "Lines", "ListItems", "Sentences", "Splitter", "split_stream"]
 
 
 class Splitter:

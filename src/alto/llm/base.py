@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["LLM", "LLMError", "LLMUnavailable", "Prompt", "to_messages", "Usage"]
+__all__ = ["LLM", "LLMError", "LLMUnavailable", "Prompt", "Usage", "to_messages"]
 
 Prompt = str | Sequence[dict[str, str]]
 
@@ -72,13 +72,21 @@ class LLM:
         stop: Sequence[str] | None = None,
         temperature: float = 0.0,
         system: str | None = None,
+        priority: int = 0,
     ) -> AsyncIterator[str]:
-        """Yield generated text chunk by chunk (one token each, for most backends)."""
+        """Yield generated text chunk by chunk (one token each, for most backends).
+
+        ``priority``: backends that queue work (llama.cpp) serve lower values first;
+        give stages near the end of a pipeline a lower value so results finish sooner.
+        """
         messages = to_messages(prompt, system)
         start = time.perf_counter()
         n = 0
+        options: dict[str, Any] = {"max_tokens": max_tokens, "stop": list(stop or []), "temperature": temperature}
+        if priority:
+            options["priority"] = priority
         try:
-            async for chunk in self._stream(messages, max_tokens=max_tokens, stop=list(stop or []), temperature=temperature):
+            async for chunk in self._stream(messages, **options):
                 if n == 0:
                     self.usage.first_token_s.append(time.perf_counter() - start)
                     del self.usage.first_token_s[:-1000]
@@ -94,7 +102,7 @@ class LLM:
         return "".join([chunk async for chunk in self.stream(prompt, **options)])
 
     def _stream(
-        self, messages: list[dict[str, str]], *, max_tokens: int, stop: list[str], temperature: float
+        self, messages: list[dict[str, str]], *, max_tokens: int, stop: list[str], temperature: float, **extra: Any
     ) -> AsyncIterator[str]:
         raise NotImplementedError
 

@@ -18,12 +18,12 @@ numbers. The default takes what is free: ``engines * n_threads <= cores``.
 from __future__ import annotations
 
 import asyncio
+import heapq
 import importlib.util
+import itertools
 import os
-import queue
 import threading
 from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -118,45 +118,66 @@ class LlamaCpp(LLM):
         self.n_ctx = n_ctx
         self.repeat_penalty = repeat_penalty
         self.seed = seed
-        self._pool: queue.Queue[Any] = queue.Queue()
-        self._loaded = 0
-        self._load_lock = threading.Lock()
-        self._executor = ThreadPoolExecutor(max_workers=engines, thread_name_prefix="llamacpp")
+        # Jobs wait in a priority heap; one worker thread per engine takes the most
+        # urgent (lowest priority value, then oldest) and owns its model instance.
+        self._jobs: list[tuple[int, int, Any]] = []
+        self._seq = itertools.count()
+        self._cond = threading.Condition()
+        self._workers: list[threading.Thread] = []
         self._closed = False
 
     def __repr__(self) -> str:
         return f"LlamaCpp({self.model_path.name}, engines={self.engines}, n_threads={self.n_threads})"
 
-    def _engine(self) -> Any:
-        """An idle engine, loading one if fewer than ``engines`` exist (in a pool thread)."""
+    def _load(self) -> Any:
         try:
-            return self._pool.get_nowait()
-        except queue.Empty:
-            pass
-        with self._load_lock:
-            if self._loaded < self.engines:
-                self._loaded += 1
-                try:
-                    from llama_cpp import Llama
-                except ImportError as exc:
-                    raise LLMUnavailable(
-                        "llama-cpp-python is not installed: run `make install` (it compiles llama.cpp, ~4 min)"
-                    ) from exc
-                return Llama(
-                    model_path=str(self.model_path),
-                    n_ctx=self.n_ctx,
-                    n_threads=self.n_threads,
-                    n_threads_batch=self.n_threads,
-                    seed=self.seed,
-                    verbose=False,
-                )
-        return self._pool.get()
+            from llama_cpp import Llama
+        except ImportError as exc:
+            raise LLMUnavailable(
+                "llama-cpp-python is not installed: run `make install` (it compiles llama.cpp, ~4 min)"
+            ) from exc
+        return Llama(
+            model_path=str(self.model_path),
+            n_ctx=self.n_ctx,
+            n_threads=self.n_threads,
+            n_threads_batch=self.n_threads,
+            seed=self.seed,
+            verbose=False,
+        )
 
-    def _generate(self, messages: list[dict[str, str]], options: dict[str, Any], emit: Any, stop_flag: threading.Event) -> None:
-        """Pool thread: run one generation, emitting each chunk to the loop."""
+    def _worker(self) -> None:
+        """One engine: load the model once, then run the most urgent job, forever."""
         engine = None
+        load_error: BaseException | None = None
         try:
-            engine = self._engine()
+            engine = self._load()
+        except BaseException as exc:
+            load_error = exc
+        while True:
+            with self._cond:
+                while not self._jobs and not self._closed:
+                    self._cond.wait()
+                if self._closed and not self._jobs:
+                    return
+                _, _, job = heapq.heappop(self._jobs)
+            messages, options, emit, stop_flag = job
+            if load_error is not None:
+                emit(load_error)
+                continue
+            self._generate(engine, messages, options, emit, stop_flag)
+
+    def _generate(
+        self,
+        engine: Any,
+        messages: list[dict[str, str]],
+        options: dict[str, Any],
+        emit: Any,
+        stop_flag: threading.Event,
+    ) -> None:
+        try:
+            if stop_flag.is_set():
+                emit(_DONE)
+                return
             chunks = engine.create_chat_completion(messages=messages, stream=True, **options)
             try:
                 for chunk in chunks:
@@ -168,17 +189,30 @@ class LlamaCpp(LLM):
             finally:
                 chunks.close()
             emit(_DONE)
-        except BaseException as exc:  # noqa: BLE001 - delivered to the awaiting coroutine
+        except BaseException as exc:
             emit(exc)
-        finally:
-            if engine is not None:
-                self._pool.put(engine)
+
+    def _submit(self, priority: int, job: Any) -> None:
+        with self._cond:
+            if self._closed:
+                raise LLMUnavailable("this LlamaCpp was closed")
+            heapq.heappush(self._jobs, (priority, next(self._seq), job))
+            busy = len(self._workers)
+            if busy < self.engines and len(self._jobs) > 0:
+                t = threading.Thread(target=self._worker, name=f"llamacpp-{busy}", daemon=True)
+                self._workers.append(t)
+                t.start()
+            self._cond.notify()
 
     async def _stream(
-        self, messages: list[dict[str, str]], *, max_tokens: int, stop: list[str], temperature: float
+        self,
+        messages: list[dict[str, str]],
+        *,
+        max_tokens: int,
+        stop: list[str],
+        temperature: float,
+        priority: int = 0,
     ) -> AsyncIterator[str]:
-        if self._closed:
-            raise LLMUnavailable("this LlamaCpp was closed")
         loop = asyncio.get_running_loop()
         tokens: asyncio.Queue[Any] = asyncio.Queue()
         stop_flag = threading.Event()
@@ -193,7 +227,7 @@ class LlamaCpp(LLM):
             "repeat_penalty": self.repeat_penalty,
             "seed": self.seed,
         }
-        future = loop.run_in_executor(self._executor, self._generate, messages, options, emit, stop_flag)
+        self._submit(priority, (messages, options, emit, stop_flag))
         try:
             while True:
                 item = await tokens.get()
@@ -204,17 +238,21 @@ class LlamaCpp(LLM):
                 yield item
         finally:
             stop_flag.set()  # a consumer that leaves early stops the generation at the next token
-            await asyncio.shield(future)
 
     def close(self) -> None:
         """Stop the pool threads and give the threads back to the budget."""
-        if not self._closed:
+        with self._cond:
+            if self._closed:
+                return
             self._closed = True
-            self._executor.shutdown(wait=True)
-            _release(self.engines * self.n_threads)
+            self._cond.notify_all()
+        for t in self._workers:
+            if t is not threading.current_thread():
+                t.join()
+        _release(self.engines * self.n_threads)
 
     def __del__(self) -> None:
         try:
             self.close()
-        except Exception:  # noqa: BLE001 - interpreter shutdown
+        except Exception:
             pass

@@ -69,7 +69,13 @@ class OpenAICompatible(LLM):
         return client
 
     async def _stream(
-        self, messages: list[dict[str, str]], *, max_tokens: int, stop: list[str], temperature: float
+        self,
+        messages: list[dict[str, str]],
+        *,
+        max_tokens: int,
+        stop: list[str],
+        temperature: float,
+        **extra: Any,
     ) -> AsyncIterator[str]:
         import openai
 

@@ -35,16 +35,49 @@ import re
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from .base import LLM
 
 __all__ = ["Simulated", "default_kind"]
 
-_WORDS = (
-    "the protocol server client mail message network packet address host data system "
-    "memory program language compiler kernel process file stream query index model cache "
-    "request response layer route node graph token vector database transfer channel"
-).split()
+_WORDS = [
+    "the",
+    "protocol",
+    "server",
+    "client",
+    "mail",
+    "message",
+    "network",
+    "packet",
+    "address",
+    "host",
+    "data",
+    "system",
+    "memory",
+    "program",
+    "language",
+    "compiler",
+    "kernel",
+    "process",
+    "file",
+    "stream",
+    "query",
+    "index",
+    "model",
+    "cache",
+    "request",
+    "response",
+    "layer",
+    "route",
+    "node",
+    "graph",
+    "token",
+    "vector",
+    "database",
+    "transfer",
+    "channel",
+]
 
 
 def default_kind(prompt: str) -> str:
@@ -134,7 +167,13 @@ class Simulated(LLM):
     # -- engine ------------------------------------------------------------------------
 
     async def _stream(
-        self, messages: list[dict[str, str]], *, max_tokens: int, stop: list[str], temperature: float
+        self,
+        messages: list[dict[str, str]],
+        *,
+        max_tokens: int,
+        stop: list[str],
+        temperature: float,
+        **extra: Any,
     ) -> AsyncIterator[str]:
         text = "\n".join(m["content"] for m in messages)
         seq = _Seq(max(1, len(text) // 4), self.script(text, max_tokens), asyncio.Queue())

@@ -56,13 +56,19 @@ def generate(
     stop: Sequence[str] | None = None,
     temperature: float = 0.0,
     parse: Callable[[str, Any], Any] | None = None,
+    priority: int = 0,
     name: str = "generate",
 ) -> Callable[[Any], Any]:
     """A map stage function: ``item -> parse(text, item)`` (default: the stripped text)."""
 
     async def generate_stage(value: Any) -> Any:
         text = await llm.complete(
-            render(template, value), system=system, max_tokens=max_tokens, stop=stop, temperature=temperature
+            render(template, value),
+            system=system,
+            max_tokens=max_tokens,
+            stop=stop,
+            temperature=temperature,
+            priority=priority,
         )
         return parse(text, value) if parse else text.strip()
 
@@ -83,6 +89,7 @@ def generate_split(
     max_parts: int | None = None,
     keep: Callable[[Any], bool] | None = None,
     transform: Callable[[Any, Any], Any] | None = None,
+    priority: int = 0,
     name: str = "generate_split",
 ) -> Callable[[Any], AsyncIterator[Any]]:
     """An expand stage function: yields each part of the generation as soon as it is complete.
@@ -93,13 +100,21 @@ def generate_split(
         max_parts: stop generating after this many parts.
         keep: a predicate on each part (e.g. drop fragments that are too short).
         transform: ``transform(part, item)`` builds the value sent downstream.
+        priority: passed to the backend's queue (lower is served first).
     """
     make = SPLITTERS[splitter] if isinstance(splitter, str) else splitter
 
     async def split_stage(value: Any) -> AsyncIterator[Any]:
         seen: set[str] = set()
         n = 0
-        tokens = llm.stream(render(template, value), system=system, max_tokens=max_tokens, stop=stop, temperature=temperature)
+        tokens = llm.stream(
+            render(template, value),
+            system=system,
+            max_tokens=max_tokens,
+            stop=stop,
+            temperature=temperature,
+            priority=priority,
+        )
         async with aclosing(split_stream(tokens, make())) as parts:
             async for part in parts:
                 key = _normal(part)

@@ -26,14 +26,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = [
+    "CorpusError",
     "Document",
     "data_dir",
     "fetch_foldoc",
-    "load_foldoc",
-    "load_files",
-    "load_texts",
     "fingerprint",
-    "CorpusError",
+    "load_files",
+    "load_foldoc",
+    "load_texts",
 ]
 
 
@@ -126,7 +126,8 @@ def load_foldoc(path: Path | None = None, *, limit: int | None = None) -> list[D
     ``path`` is a folder with the dictd files (default: fetched into the data folder).
     """
     folder = Path(path) if path else fetch_foldoc()
-    raw = gzip.open(folder / "foldoc.dict.dz").read()
+    with gzip.open(folder / "foldoc.dict.dz") as f:
+        raw = f.read()
     docs: list[Document] = []
     seen: set[int] = set()
     for line in (folder / "foldoc.index").read_text(encoding="utf-8").splitlines():
@@ -189,7 +190,9 @@ def load_files(paths: Iterable[str | Path]) -> list[Document]:
                 except (ValueError, KeyError, TypeError) as exc:
                     raise CorpusError(f'{f}:{n}: expected {{"text": ...}} JSON ({exc})') from exc
                 doc_id = str(rec.get("id", f"{f.name}:{n}"))
-                docs.append(Document(id=doc_id, title=str(rec.get("title", doc_id)), text=" ".join(text.split()), source=str(f)))
+                docs.append(
+                    Document(id=doc_id, title=str(rec.get("title", doc_id)), text=" ".join(text.split()), source=str(f))
+                )
         else:
             blocks = [b for b in re.split(r"\n\s*\n", f.read_text(encoding="utf-8")) if b.strip()]
             for n, block in enumerate(blocks):

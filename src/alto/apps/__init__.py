@@ -1,0 +1,1 @@
+"""Applications built on ALTO (each a function that builds a pipeline)."""
