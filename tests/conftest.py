@@ -44,6 +44,54 @@ def no_leaked_threads():
     raise AssertionError(f"threads left running: {extra}")
 
 
+@pytest.fixture(scope="session")
+def llama():
+    """The real embedded model, shared by the suite: one engine, one thread (the other
+    core stays free for the OpenAI-compatible server test's process)."""
+    from alto.llm import LlamaCpp
+
+    llm = LlamaCpp(engines=1, n_threads=1)
+    yield llm
+    llm.close()
+
+
+@pytest.fixture(scope="session")
+def foldoc():
+    """FOLDOC documents (fetched once into the data folder)."""
+    from alto.retrieval import load_foldoc
+
+    return load_foldoc()
+
+
+@pytest.fixture(scope="session")
+def foldoc_bm25(foldoc):
+    from alto.retrieval import BM25
+
+    return BM25(foldoc)
+
+
+@pytest.fixture(scope="session")
+def mail_subset(foldoc):
+    """A small FOLDOC subset (mail and networking entries plus others) for dense tests."""
+    known = {"Simple Mail Transfer Protocol", "Internet Message Access Protocol", "Post Office Protocol"}
+    keep = [d for d in foldoc if d.title in known or "garbage collection" in d.title]
+    keep += [d for d in foldoc if any(w in d.text.lower() for w in ("mail", "protocol"))][:400]
+    others = foldoc[:: max(1, len(foldoc) // 300)]
+    seen, docs = set(), []
+    for d in keep + others:
+        if d.id not in seen:
+            seen.add(d.id)
+            docs.append(d)
+    return docs
+
+
+@pytest.fixture(scope="session")
+def subset_dense(mail_subset, tmp_path_factory):
+    from alto.retrieval import Dense
+
+    return Dense(mail_subset, cache=tmp_path_factory.mktemp("dense"))
+
+
 def arun(coro):
     """Run a coroutine in a fresh loop (tests stay sync, like users of alto.run)."""
     return asyncio.run(coro)

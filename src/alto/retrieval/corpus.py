@@ -130,6 +130,7 @@ def load_foldoc(path: Path | None = None, *, limit: int | None = None) -> list[D
         raw = f.read()
     docs: list[Document] = []
     seen: set[int] = set()
+    ids: set[str] = set()
     for line in (folder / "foldoc.index").read_text(encoding="utf-8").splitlines():
         parts = line.split("\t")
         if len(parts) != 3 or parts[0].startswith("00-database"):
@@ -147,7 +148,13 @@ def load_foldoc(path: Path | None = None, *, limit: int | None = None) -> list[D
         text = _clean(body)
         if len(names) > 1:
             text = f"{title} ({', '.join(names[1:])}): {text}"
-        docs.append(Document(id=f"foldoc:{title}", title=title, text=text, source="FOLDOC"))
+        doc_id = f"foldoc:{title}"
+        n = 2
+        while doc_id in ids:  # a few headwords have several entries
+            doc_id = f"foldoc:{title}#{n}"
+            n += 1
+        ids.add(doc_id)
+        docs.append(Document(id=doc_id, title=title, text=text, source="FOLDOC"))
         if limit is not None and len(docs) >= limit:
             break
     if not docs:
