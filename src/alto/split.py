@@ -85,8 +85,9 @@ class ListItems(Lines):
 
 
 # A sentence ends at . ! or ? (optionally followed by quotes/brackets) before
-# whitespace, unless the word before it is a common abbreviation or a single letter.
-_END = re.compile(r"[.!?][\"')\]]*(?=\s)")
+# whitespace, unless the word before it is a common abbreviation, a single letter or a
+# list number ("1."); a blank line also ends one.
+_END = re.compile(r"[.!?][\"')\]]*(?=\s)|\n[ \t]*\n")
 _ABBREV = {"e.g", "i.e", "etc", "vs", "mr", "mrs", "dr", "prof", "fig", "no", "approx", "cf"}
 
 
@@ -98,10 +99,11 @@ class Sentences(Splitter):
         start = 0
         buf = self._buf
         for m in _END.finditer(buf):
-            word = buf[start : m.start()].split()[-1:] or [""]
-            stem = word[0].lower().rstrip(".")
-            if stem in _ABBREV or (len(stem) == 1 and stem.isalpha()):
-                continue
+            if buf[m.start()] == ".":
+                word = buf[start : m.start()].split()[-1:] or [""]
+                stem = word[0].lower().rstrip(".")
+                if stem in _ABBREV or (len(stem) == 1 and stem.isalpha()) or (stem.isdigit() and len(stem) <= 2):
+                    continue
             sentence = " ".join(buf[start : m.end()].split())
             if sentence:
                 parts.append(sentence)
