@@ -194,6 +194,10 @@ class CompletionTracker:
                 self._bump(path + (i,), 1)
         return not self._balance
 
+    def seen(self, msg: Message) -> bool:
+        """True if ``msg`` resolves a path already resolved (a duplicate)."""
+        return msg.__class__ is not Open and msg.path in self._resolved
+
     @property
     def complete(self) -> bool:
         return not self._balance

@@ -76,14 +76,16 @@ class Requests:
         """An output stage emitted ``msg``: record it, emit an event, count completion."""
         req = self._open.get(msg.path[0])
         if req is None:
-            return  # the request already failed or was cancelled
+            return  # the request already failed, was cancelled or is complete
+        tracker = req.trackers[output]
+        if tracker.seen(msg):
+            return  # a duplicate (replayed after a failure): delivered once only
         final = output in self.finals
         if msg.__class__ is Item:
             if final:
                 req.finals[output] = msg.value
             elif req.events is not None:
                 req.events.put_nowait(Event(output, msg.path, msg.value))
-        tracker = req.trackers[output]
         if not tracker.complete and tracker.feed(msg):
             req.pending -= 1
             if req.pending == 0:

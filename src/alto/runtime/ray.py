@@ -1,0 +1,618 @@
+"""RayRuntime: the same pipelines on a Ray cluster, surviving lost replicas and nodes.
+
+Every stage replica is an async Ray actor (:class:`ReplicaActor`) placed with the
+stage's ``resources`` (``num_cpus``, ``num_gpus``, custom resources). It runs the same
+:mod:`alto.operators`, :mod:`alto.routing` and :mod:`alto.ancestry` code as the local
+runtime. Senders route every item themselves and push *batches* straight to the chosen
+downstream actor (no central hop): messages emitted in one turn of the event loop
+leave together, so a busy stage sends few, large calls and a slow one sends at once.
+Receivers answer each batch with their queue length, which the sender's router uses
+(load reports piggybacked on acknowledgements). A window of unacknowledged batches
+per link, and bounded inboxes, give backpressure.
+
+One :class:`Gateway` actor, on the driver's node, admits requests, holds the output
+sinks (:class:`~alto.runtime.base.Requests`, shared with the local runtime) and
+supervises replicas.
+
+**Failures.** A sender whose batch fails because its receiver died reports it to the
+gateway, which starts a replacement with the same resources (on any live node),
+rewires every sender to it and *replays*: the gateway keeps the input of every request
+that has not completed (an unacknowledged message, end to end) and sends them again to
+the live replicas. Receivers deduplicate by path -- aggregation groups count each child
+index once, zip pairs each path once, output sinks resolve each path once -- so every
+result is delivered exactly once, and aggregation state lost with a replica is rebuilt
+from the replayed items. Replay assumes stages give the same output for the same
+input (make LLM stages deterministic, e.g. temperature 0, or accept either result).
+A replica that keeps dying (``max_restarts``) fails its requests with StageError;
+every wait has a timeout with a message that says what was waited for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from ..ancestry import Item, Message
+from ..errors import StageError
+from ..operators import Operator, Right, make_operator
+from ..pipeline import Pipeline, StageSpec
+from ..routing import make_router
+from .base import Event, Requests, Runtime
+from .local import Inbox
+
+__all__ = ["RayRuntime", "ray_init"]
+
+log = logging.getLogger("alto.ray")
+
+WINDOW = 8  # unacknowledged batches per link before a sender waits
+
+
+def ray_init(address: str | None = None, **kwargs: Any) -> None:
+    """``ray.init`` with ALTO's defaults: loopback binding, no auth for local clusters."""
+    import ray
+
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    if not ray.is_initialized():
+        kwargs.setdefault("include_dashboard", False)
+        kwargs.setdefault("log_to_driver", False)
+        ray.init(address=address, **kwargs)
+
+
+def _user_modules(pipeline: Pipeline) -> list[Any]:
+    """Modules of stage functions that worker processes may not be able to import
+    (scripts, notebooks, test files): they are pickled by value."""
+    import sysconfig
+
+    system = {Path(sysconfig.get_paths()[k]).resolve() for k in ("stdlib", "purelib", "platlib")}
+    alto_dir = Path(__file__).resolve().parents[1]
+    found = {}
+    for spec in pipeline.stages.values():
+        mod = sys.modules.get(getattr(spec.fn, "__module__", "") or "")
+        path = getattr(mod, "__file__", None)
+        if mod is None or path is None or mod.__name__ == "__main__":
+            continue
+        p = Path(path).resolve()
+        if alto_dir in p.parents or any(s in p.parents for s in system):
+            continue
+        found[mod.__name__] = mod
+    return list(found.values())
+
+
+def _dumps(obj: Any, pipeline: Pipeline) -> bytes:
+    import cloudpickle
+
+    modules = _user_modules(pipeline)
+    for m in modules:
+        cloudpickle.register_pickle_by_value(m)
+    try:
+        return cloudpickle.dumps(obj)
+    finally:
+        for m in modules:
+            cloudpickle.unregister_pickle_by_value(m)
+
+
+class _Link:
+    """A sender's connection to one receiver: batching, a window of unacked batches."""
+
+    __slots__ = ("buf", "dead", "inflight", "load", "send", "waiters")
+
+    def __init__(self, send: Callable[[list[Any]], Any]) -> None:
+        self.send = send
+        self.buf: list[Any] = []
+        self.inflight = 0
+        self.load = 0
+        self.dead = False
+        self.waiters: list[asyncio.Future[None]] = []
+
+
+class _Sender:
+    """Routes messages to downstream actors and flushes batches once per loop turn."""
+
+    def __init__(self, on_dead: Callable[[str, int], None]) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._links: dict[tuple[str, int], _Link] = {}
+        self._dirty: set[tuple[str, int]] = set()
+        self._scheduled = False
+        self._on_dead = on_dead
+        self._acks: set[asyncio.Task[Any]] = set()
+
+    def link(self, key: tuple[str, int], send: Callable[[list[Any]], Any]) -> _Link:
+        link = self._links[key] = _Link(send)
+        return link
+
+    def put(self, key: tuple[str, int], msg: Any) -> asyncio.Future[None] | None:
+        link = self._links[key]
+        if link.dead:
+            return None  # the replay after the replacement regenerates it
+        link.buf.append(msg)
+        self._dirty.add(key)
+        if not self._scheduled:
+            self._scheduled = True
+            self._loop.call_soon(self.flush)
+        if link.inflight >= WINDOW:
+            fut = self._loop.create_future()
+            link.waiters.append(fut)
+            return fut
+        return None
+
+    def flush(self) -> None:
+        self._scheduled = False
+        dirty, self._dirty = self._dirty, set()
+        for key in dirty:
+            link = self._links[key]
+            if not link.buf or link.dead:
+                link.buf = []
+                continue
+            batch, link.buf = link.buf, []
+            link.inflight += 1
+            try:
+                ref = link.send(batch)
+            except Exception as exc:  # noqa: BLE001 - a dead handle can raise at submit
+                self._acked(key, link, exc)
+                continue
+            task = self._loop.create_task(self._await_ack(key, link, ref))
+            self._acks.add(task)
+            task.add_done_callback(self._acks.discard)
+
+    async def _await_ack(self, key: tuple[str, int], link: _Link, ref: Any) -> None:
+        try:
+            load = await ref
+        except Exception as exc:  # noqa: BLE001 - RayActorError and friends
+            self._acked(key, link, exc)
+        else:
+            link.load = load if isinstance(load, int) else 0
+            self._acked(key, link, None)
+
+    def _acked(self, key: tuple[str, int], link: _Link, error: BaseException | None) -> None:
+        link.inflight -= 1
+        if error is not None and not link.dead:
+            link.dead = True
+            log.warning("link to %s[%d] failed: %s", key[0], key[1], error)
+            self._on_dead(*key)
+        if link.inflight < WINDOW or link.dead:
+            waiters, link.waiters = link.waiters, []
+            for w in waiters:
+                if not w.done():
+                    w.set_result(None)
+
+    def load(self, key: tuple[str, int]) -> int:
+        link = self._links[key]
+        return link.load + link.inflight * 16 + len(link.buf)
+
+    async def drain(self) -> None:
+        self.flush()
+        if self._acks:
+            await asyncio.gather(*self._acks, return_exceptions=True)
+
+
+def _build_emit(
+    name: str,
+    sender: _Sender,
+    pipeline: Pipeline,
+    handles: dict[str, list[Any]],
+    gateway: Any,
+) -> Callable[[Message], Any]:
+    """The emit function of stage ``name``: route to downstream replicas and sinks."""
+    targets: list[Callable[[Message], Any]] = []
+    for dest, port in pipeline.downstream()[name]:
+        reps = handles[dest]
+        spec = pipeline.stages[dest]
+        for i, h in enumerate(reps):
+            sender.link((dest, i), (lambda hh: lambda batch: hh.receive.remote(batch))(h))
+        wrap = port == 1
+        if len(reps) == 1:
+            key0 = (dest, 0)
+            targets.append((lambda k, w: lambda m: sender.put(k, Right(m) if w else m))(key0, wrap))
+            continue
+        router = make_router(spec.router, keyed=spec.keyed)
+        n = len(reps)
+
+        def route(msg: Message, dest: str = dest, spec: StageSpec = spec, router: Any = router, n: int = n, wrap: bool = wrap) -> Any:
+            key = spec.route_key(msg.path) if spec.keyed else msg.path
+            value = msg.value if msg.__class__ is Item else None
+            i = router.choose(key, value, n, lambda j: sender.load((dest, j)))
+            return sender.put((dest, i), Right(msg) if wrap else msg)
+
+        targets.append(route)
+    if name in pipeline.outputs:
+        sink_key = ("__sink__", pipeline.outputs.index(name))
+        sender.link(sink_key, lambda batch: gateway.deliver.remote(name, batch))
+        targets.append(lambda m: sender.put(sink_key, m))
+
+    def emit(msg: Message) -> Any:
+        waits = [w for w in (t(msg) for t in targets) if w is not None]
+        if not waits:
+            return None
+        return waits[0] if len(waits) == 1 else asyncio.gather(*waits)
+
+    return emit
+
+
+class ReplicaActor:
+    """One replica of one stage, as an async Ray actor (see :func:`_actor_class`)."""
+
+    def __init__(self, payload: bytes, stage: str, index: int, streaming: bool, options: dict[str, Any]) -> None:
+        import cloudpickle
+
+        self.pipeline: Pipeline = cloudpickle.loads(payload)
+        self.spec = self.pipeline.stages[stage]
+        self.index = index
+        self.streaming = streaming
+        self.cancelled: set[int] = set()
+        self.sync_budget_s = options.get("sync_budget_s", 0.002)
+        self.inbox_capacity = options.get("inbox_capacity", 256)
+        self.batch_size = options.get("batch_size", 64)
+        threads = self.spec.concurrency + 1
+        self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix=f"alto-{stage}")
+        self.op: Operator | None = None
+        self.gateway: Any = None
+        self._task: asyncio.Task[None] | None = None
+
+    # StageContext
+    def fail(self, error: StageError) -> None:
+        self.gateway.fail.remote(error)
+
+    async def setup(self) -> str:
+        import ray
+
+        self.inbox = Inbox(self.inbox_capacity)
+        return ray.get_runtime_context().get_node_id()
+
+    async def wire(self, handles: dict[str, list[Any]], gateway: Any) -> None:
+        self.gateway = gateway
+        self.handles = handles
+        self.sender = _Sender(self._report_dead)
+        emit = _build_emit(self.spec.name, self.sender, self.pipeline, handles, gateway)
+        if self.op is None:
+            self.op = make_operator(self.spec, self, emit)
+            await self.op.setup()
+            self._task = asyncio.get_running_loop().create_task(self._worker())
+            self.op.bind(self._task)
+        else:
+            self.op.emit = emit
+
+    def _report_dead(self, stage: str, index: int) -> None:
+        if stage != "__sink__":
+            self.gateway.report_dead.remote(stage, index, self.handles[stage][index]._actor_id.hex())
+
+    async def _worker(self) -> None:
+        assert self.op is not None
+        while True:
+            batch = await self.inbox.get_batch(self.batch_size)
+            await self.op.process(batch)
+
+    async def receive(self, batch: list[Any]) -> int:
+        """Accept a batch; returns (after any backpressure wait) the queue length."""
+        wait = None
+        for msg in batch:
+            w = self.inbox.put(msg)
+            wait = w or wait
+        if wait is not None:
+            await wait
+        return len(self.inbox)
+
+    async def cancel(self, rids: list[int], interrupt: bool) -> None:
+        """Forget finished requests (purge state), or cancel failed ones (interrupt work)."""
+        self.cancelled.update(rids)
+        if self.op is not None:
+            for rid in rids:
+                if interrupt:
+                    self.op.cancel_request(rid)
+                else:
+                    self.op.purge(rid)
+
+    async def rewire(self, handles: dict[str, list[Any]]) -> None:
+        await self.wire(handles, self.gateway)
+
+    def node(self) -> str:
+        import ray
+
+        return ray.get_runtime_context().get_node_id()
+
+    def handled(self) -> int:
+        return self.op.handled if self.op else 0
+
+
+def _options_for(spec: StageSpec) -> dict[str, Any]:
+    res = dict(spec.resources)
+    opts: dict[str, Any] = {"num_cpus": res.pop("num_cpus", 0), "max_concurrency": 1000}
+    if "num_gpus" in res:
+        opts["num_gpus"] = res.pop("num_gpus")
+    if "memory" in res:
+        opts["memory"] = res.pop("memory")
+    if res:
+        opts["resources"] = res
+    return opts
+
+
+class Gateway:
+    """Admission, output sinks and replica supervision for one RayRuntime."""
+
+    def __init__(self, payload: bytes, streaming: bool, options: dict[str, Any]) -> None:
+        import cloudpickle
+
+        self.payload = payload
+        self.pipeline: Pipeline = cloudpickle.loads(payload)
+        self.streaming = streaming
+        self.options = options
+        self.timeout_s = options.get("timeout_s", 300.0)
+        self.start_timeout_s = options.get("start_timeout_s", 60.0)
+        self.max_restarts = options.get("max_restarts", 3)
+        self.handles: dict[str, list[Any]] = {}
+        self.nodes: dict[str, list[str]] = {}
+        self.restarts: dict[tuple[str, int], int] = {}
+        self.replacing: dict[tuple[str, int], asyncio.Future[None]] = {}
+        self.inputs: dict[int, Any] = {}
+        self.finished: list[int] = []
+        self.replays = 0
+        self._streams: dict[int, Any] = {}
+
+    async def start(self) -> dict[str, list[str]]:
+        import ray
+
+        self.requests = Requests(self.pipeline)
+        self.admission = asyncio.Semaphore(self.options.get("max_requests", 128))
+        self.me = ray.get_runtime_context().current_actor
+        for spec in self.pipeline.stages.values():
+            if spec.kind != "input":
+                self.handles[spec.name] = [self._spawn(spec, i) for i in range(spec.replicas)]
+        for name, hs in self.handles.items():
+            self.nodes[name] = await self._await_all([h.setup.remote() for h in hs], f"starting stage {name!r}", name)
+        await self._await_all(
+            [h.wire.remote(self.handles, self.me) for hs in self.handles.values() for h in hs], "wiring replicas", None
+        )
+        self._rewire_self()
+        self._janitor = asyncio.get_running_loop().create_task(self._forget_loop())
+        return {k: list(v) for k, v in self.nodes.items()}
+
+    def _spawn(self, spec: StageSpec, index: int) -> Any:
+        import ray
+
+        actor = ray.remote(ReplicaActor).options(name=None, **_options_for(spec))
+        return actor.remote(self.payload, spec.name, index, self.streaming, self.options)
+
+    async def _await_all(self, refs: list[Any], what: str, stage: str | None) -> list[Any]:
+        try:
+            return await asyncio.wait_for(asyncio.gather(*refs), self.start_timeout_s)
+        except TimeoutError:
+            res = dict(self.pipeline.stages[stage].resources) if stage else {}
+            raise TimeoutError(
+                f"{what} did not finish within {self.start_timeout_s:.0f}s"
+                + (f": no live node may offer the resources {res} this stage asks for" if res else "")
+                + " (check `ray status`; pass start_timeout_s= to wait longer)"
+            ) from None
+
+    def _rewire_self(self) -> None:
+        self.sender = _Sender(lambda stage, i: asyncio.ensure_future(self._replace_current(stage, i)))
+        self.inject = _build_emit("input", self.sender, self.pipeline, self.handles, self.me)
+
+    # -- requests ------------------------------------------------------------------------
+
+    async def _admit(self, value: Any, events: bool) -> Any:
+        req = self.requests.open(events=events)
+        self.inputs[req.rid] = value
+        req.future.add_done_callback(lambda _f, rid=req.rid: self._finish(rid))
+        wait = self.inject(Item((req.rid,), value))
+        if wait is not None:
+            await wait
+        return req
+
+    def _finish(self, rid: int) -> None:
+        self.inputs.pop(rid, None)
+        self.finished.append(rid)
+
+    async def submit(self, value: Any) -> Any:
+        async with self.admission:
+            req = await self._admit(value, events=False)
+            try:
+                return await asyncio.wait_for(asyncio.shield(req.future), self.timeout_s)
+            except TimeoutError:
+                error = TimeoutError(
+                    f"request {req.rid} did not complete within {self.timeout_s:.0f}s (pass timeout_s= to wait longer)"
+                )
+                self.requests.fail(req.rid, error)
+                self._broadcast([req.rid], interrupt=True)
+                raise error from None
+
+    async def open_stream(self, value: Any) -> int:
+        await self.admission.acquire()
+        req = await self._admit(value, events=True)
+        req.future.add_done_callback(lambda _f: self.admission.release())
+        self._streams[req.rid] = req
+        return req.rid
+
+    async def next_events(self, rid: int) -> tuple[list[Any], bool]:
+        """Events of a streamed request so far (waiting for at least one)."""
+        req = self._streams[rid]
+        try:
+            first = await asyncio.wait_for(req.events.get(), self.timeout_s)
+        except TimeoutError:
+            self.cancel(rid)
+            raise TimeoutError(f"no output for request {rid} within {self.timeout_s:.0f}s") from None
+        out = [first]
+        while not req.events.empty():
+            out.append(req.events.get_nowait())
+        from .base import _END
+
+        done = any(e is _END or isinstance(e, BaseException) for e in out)
+        out = [e for e in out if e is not _END]
+        if done:
+            self._streams.pop(rid, None)
+        return out, done
+
+    def cancel(self, rid: int) -> None:
+        """The caller left: drop the request and stop its work on every replica."""
+        if rid in self.inputs:
+            self.requests.forget(rid)
+            self._broadcast([rid], interrupt=True)
+        self._streams.pop(rid, None)
+
+    async def deliver(self, output: str, batch: list[Any]) -> int:
+        for msg in batch:
+            self.requests.deliver(output, msg)
+        return 0
+
+    async def fail(self, error: StageError) -> None:
+        if self.requests.fail(error.path[0], error):
+            self._broadcast([error.path[0]], interrupt=True)
+
+    def _broadcast(self, rids: list[int], interrupt: bool) -> None:
+        for hs in self.handles.values():
+            for h in hs:
+                h.cancel.remote(rids, interrupt)
+
+    async def _forget_loop(self) -> None:
+        while True:
+            await asyncio.sleep(0.2)
+            if self.finished:
+                rids, self.finished = self.finished, []
+                self._broadcast(rids, interrupt=False)
+
+    # -- supervision -----------------------------------------------------------------------
+
+    async def report_dead(self, stage: str, index: int, actor_id: str) -> None:
+        current = self.handles[stage][index]
+        if current._actor_id.hex() != actor_id:
+            return  # already replaced
+        await self._replace_current(stage, index)
+
+    async def _replace_current(self, stage: str, index: int) -> None:
+        key = (stage, index)
+        if key in self.replacing:
+            await self.replacing[key]
+            return
+        done = asyncio.get_running_loop().create_future()
+        self.replacing[key] = done
+        try:
+            n = self.restarts[key] = self.restarts.get(key, 0) + 1
+            if n > self.max_restarts:
+                err = RuntimeError(f"replica {index} of stage {stage!r} died {n} times (max_restarts={self.max_restarts})")
+                for rid in list(self.inputs):
+                    await self.fail(StageError(stage, (rid,), err))
+                return
+            log.warning("replacing replica %d of stage %r (restart %d)", index, stage, n)
+            spec = self.pipeline.stages[stage]
+            new = self._spawn(spec, index)
+            [node] = await self._await_all([new.setup.remote()], f"restarting replica {index} of {stage!r}", stage)
+            self.handles[stage][index] = new
+            self.nodes[stage][index] = node
+            everyone = [h for hs in self.handles.values() for h in hs]
+            await self._await_all([h.rewire.remote(self.handles) if h is not new else h.wire.remote(self.handles, self.me) for h in everyone], "rewiring after a restart", None)
+            self._rewire_self()
+            self.replays += 1
+            for rid, value in list(self.inputs.items()):  # replay everything not acknowledged
+                wait = self.inject(Item((rid,), value))
+                if wait is not None:
+                    await wait
+        finally:
+            self.replacing.pop(key, None)
+            done.set_result(None)
+
+    def placement(self) -> dict[str, list[str]]:
+        return {k: list(v) for k, v in self.nodes.items()}
+
+    def replica(self, stage: str, index: int) -> Any:
+        return self.handles[stage][index]
+
+    def stats(self) -> dict[str, Any]:
+        return {"replays": self.replays, "restarts": {f"{s}[{i}]": n for (s, i), n in self.restarts.items()}}
+
+    async def close(self) -> None:
+        import ray
+
+        self._janitor.cancel()
+        self.requests.close("the runtime was closed before this request finished")
+        for hs in self.handles.values():
+            for h in hs:
+                ray.kill(h)
+
+
+class RayRuntime(Runtime):
+    """Run a pipeline on Ray: ``async with RayRuntime(p, address="auto") as rt:``.
+
+    Args:
+        pipeline: the pipeline (validated before anything starts).
+        address: a cluster to join (``"auto"``, ``"ray://..."``); ``None`` starts or
+            reuses a local Ray instance.
+        streaming: ``False`` runs the paper's baseline.
+        timeout_s: longest wait for one request (error message on expiry).
+        start_timeout_s: longest wait for replicas to be placed and started.
+        max_restarts: replacements per replica before its requests fail.
+        inbox_capacity, batch_size, max_requests, sync_budget_s: as for LocalRuntime.
+    """
+
+    def __init__(self, pipeline: Pipeline, *, address: str | None = None, streaming: bool = True, **options: Any) -> None:
+        pipeline.validate()
+        self.pipeline = pipeline
+        self.address = address
+        self.streaming = streaming
+        self.options = options
+        self.gateway: Any = None
+        self.placement: dict[str, list[str]] = {}
+
+    async def __aenter__(self) -> RayRuntime:
+        import ray
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        ray_init(self.address)
+        payload = _dumps(self.pipeline, self.pipeline)
+        here = ray.get_runtime_context().get_node_id()
+        gateway_cls = ray.remote(Gateway).options(
+            num_cpus=0,
+            max_concurrency=10_000,
+            scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=here, soft=True),
+        )
+        self.gateway = gateway_cls.remote(payload, self.streaming, self.options)
+        try:
+            self.placement = await self.gateway.start.remote()
+        except BaseException:
+            await self.aclose()
+            raise
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        import ray
+
+        if self.gateway is not None:
+            try:
+                await asyncio.wait_for(self.gateway.close.remote(), 30)
+            except Exception:  # noqa: BLE001 - best effort: kill it anyway
+                pass
+            ray.kill(self.gateway)
+            self.gateway = None
+
+    async def submit(self, value: Any) -> Any:
+        if not self.pipeline.final_outputs():
+            self.pipeline.validate(require_final=True)
+        return await self.gateway.submit.remote(value)
+
+    async def stream(self, value: Any) -> AsyncIterator[Event]:
+        rid = await self.gateway.open_stream.remote(value)
+        done = False
+        try:
+            while not done:
+                events, done = await self.gateway.next_events.remote(rid)
+                for ev in events:
+                    if isinstance(ev, BaseException):
+                        raise ev
+                    yield ev
+        finally:
+            if not done:
+                self.gateway.cancel.remote(rid)
+
+    async def replica(self, stage: str, index: int = 0) -> Any:
+        """The actor handle of one replica (for inspection and fault drills)."""
+        return await self.gateway.replica.remote(stage, index)
+
+    async def stats(self) -> dict[str, Any]:
+        return await self.gateway.stats.remote()
