@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 from typing import Any
 
@@ -10,12 +11,43 @@ import pytest
 
 import alto
 
-RUNTIMES = ["local"]
+RUNTIMES = ["local", "ray"]
+
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # bind Ray to loopback
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """One Ray session for the whole suite: a simulated 3-node cluster on this machine.
+
+    The head has 4 logical CPUs; two workers carry custom resources ("zone_a",
+    "zone_b") so that placement can be tested.
+    """
+    import ray
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(
+        initialize_head=True,
+        head_node_args={"num_cpus": 4, "resources": {"head": 1}, "include_dashboard": False},
+    )
+    nodes = {
+        "zone_a": cluster.add_node(num_cpus=2, resources={"zone_a": 4}),
+        "zone_b": cluster.add_node(num_cpus=2, resources={"zone_b": 4}),
+    }
+    cluster.wait_for_nodes()
+    ray.init(address=cluster.address, include_dashboard=False, log_to_driver=False)
+    cluster.named_nodes = nodes
+    yield cluster
+    ray.shutdown()
+    cluster.shutdown()
 
 
 @pytest.fixture(params=RUNTIMES)
 def runtime(request: pytest.FixtureRequest) -> str:
     """Name of the runtime under test (passed as ``alto.run(..., runtime=...)``)."""
+    if request.param == "ray":
+        request.getfixturevalue("ray_cluster")
     return request.param
 
 
@@ -26,9 +58,17 @@ def make_runtime(runtime: str):
     def make(pipeline: alto.Pipeline, **options: Any) -> alto.Runtime:
         if runtime == "local":
             return alto.LocalRuntime(pipeline, **options)
-        raise AssertionError(runtime)
+        from alto.runtime.ray import RayRuntime
+
+        return RayRuntime(pipeline, **options)
 
     return make
+
+
+def local_only(runtime: str, why: str) -> None:
+    """Skip a check that observes this process's memory (stages run elsewhere on Ray)."""
+    if runtime != "local":
+        pytest.skip(f"local-runtime internals: {why}")
 
 
 @pytest.fixture(autouse=True)

@@ -145,11 +145,22 @@ def pipelines(draw):
     return p
 
 
-@settings(
-    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
-)
-@given(pipelines(), st.lists(st.integers(0, 100), min_size=1, max_size=4))
-def test_random_pipelines_match_reference(runtime, pipeline, inputs):
+def check_against_reference(runtime, pipeline, inputs):
     expected = reference_run(pipeline, inputs)
     assert alto.run(pipeline, inputs, runtime=runtime) == expected
     assert alto.run(pipeline, inputs, runtime=runtime, streaming=False) == expected
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(pipelines(), st.lists(st.integers(0, 100), min_size=1, max_size=4))
+def test_random_pipelines_match_reference_local(pipeline, inputs):
+    check_against_reference("local", pipeline, inputs)
+
+
+@settings(
+    max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+)
+@given(pipelines(), st.lists(st.integers(0, 100), min_size=1, max_size=4))
+def test_random_pipelines_match_reference_ray(ray_cluster, pipeline, inputs):
+    """Fewer examples: every example starts a fresh set of actors (~0.3 s each)."""
+    check_against_reference("ray", pipeline, inputs)

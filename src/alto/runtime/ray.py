@@ -154,7 +154,7 @@ class _Sender:
             link.inflight += 1
             try:
                 ref = link.send(batch)
-            except Exception as exc:  # noqa: BLE001 - a dead handle can raise at submit
+            except Exception as exc:
                 self._acked(key, link, exc)
                 continue
             task = self._loop.create_task(self._await_ack(key, link, ref))
@@ -164,7 +164,7 @@ class _Sender:
     async def _await_ack(self, key: tuple[str, int], link: _Link, ref: Any) -> None:
         try:
             load = await ref
-        except Exception as exc:  # noqa: BLE001 - RayActorError and friends
+        except Exception as exc:
             self._acked(key, link, exc)
         else:
             link.load = load if isinstance(load, int) else 0
@@ -214,7 +214,9 @@ def _build_emit(
         router = make_router(spec.router, keyed=spec.keyed)
         n = len(reps)
 
-        def route(msg: Message, dest: str = dest, spec: StageSpec = spec, router: Any = router, n: int = n, wrap: bool = wrap) -> Any:
+        def route(
+            msg: Message, dest: str = dest, spec: StageSpec = spec, router: Any = router, n: int = n, wrap: bool = wrap
+        ) -> Any:
             key = spec.route_key(msg.path) if spec.keyed else msg.path
             value = msg.value if msg.__class__ is Item else None
             i = router.choose(key, value, n, lambda j: sender.load((dest, j)))
@@ -408,18 +410,22 @@ class Gateway:
         self.inputs.pop(rid, None)
         self.finished.append(rid)
 
-    async def submit(self, value: Any) -> Any:
+    async def submit(self, value: Any) -> tuple[bool, Any]:
+        """``(True, result)`` or ``(False, exception)``: errors travel as values so the
+        caller re-raises the original StageError (with its cause), not a Ray wrapper."""
         async with self.admission:
             req = await self._admit(value, events=False)
             try:
-                return await asyncio.wait_for(asyncio.shield(req.future), self.timeout_s)
+                return True, await asyncio.wait_for(asyncio.shield(req.future), self.timeout_s)
+            except (StageError, RuntimeError) as exc:
+                return False, exc
             except TimeoutError:
                 error = TimeoutError(
                     f"request {req.rid} did not complete within {self.timeout_s:.0f}s (pass timeout_s= to wait longer)"
                 )
                 self.requests.fail(req.rid, error)
                 self._broadcast([req.rid], interrupt=True)
-                raise error from None
+                return False, error
 
     async def open_stream(self, value: Any) -> int:
         await self.admission.acquire()
@@ -493,7 +499,9 @@ class Gateway:
         try:
             n = self.restarts[key] = self.restarts.get(key, 0) + 1
             if n > self.max_restarts:
-                err = RuntimeError(f"replica {index} of stage {stage!r} died {n} times (max_restarts={self.max_restarts})")
+                err = RuntimeError(
+                    f"replica {index} of stage {stage!r} died {n} times (max_restarts={self.max_restarts})"
+                )
                 for rid in list(self.inputs):
                     await self.fail(StageError(stage, (rid,), err))
                 return
@@ -504,7 +512,14 @@ class Gateway:
             self.handles[stage][index] = new
             self.nodes[stage][index] = node
             everyone = [h for hs in self.handles.values() for h in hs]
-            await self._await_all([h.rewire.remote(self.handles) if h is not new else h.wire.remote(self.handles, self.me) for h in everyone], "rewiring after a restart", None)
+            await self._await_all(
+                [
+                    h.rewire.remote(self.handles) if h is not new else h.wire.remote(self.handles, self.me)
+                    for h in everyone
+                ],
+                "rewiring after a restart",
+                None,
+            )
             self._rewire_self()
             self.replays += 1
             for rid, value in list(self.inputs.items()):  # replay everything not acknowledged
@@ -548,7 +563,9 @@ class RayRuntime(Runtime):
         inbox_capacity, batch_size, max_requests, sync_budget_s: as for LocalRuntime.
     """
 
-    def __init__(self, pipeline: Pipeline, *, address: str | None = None, streaming: bool = True, **options: Any) -> None:
+    def __init__(
+        self, pipeline: Pipeline, *, address: str | None = None, streaming: bool = True, **options: Any
+    ) -> None:
         pipeline.validate()
         self.pipeline = pipeline
         self.address = address
@@ -586,7 +603,7 @@ class RayRuntime(Runtime):
         if self.gateway is not None:
             try:
                 await asyncio.wait_for(self.gateway.close.remote(), 30)
-            except Exception:  # noqa: BLE001 - best effort: kill it anyway
+            except Exception:
                 pass
             ray.kill(self.gateway)
             self.gateway = None
@@ -594,7 +611,10 @@ class RayRuntime(Runtime):
     async def submit(self, value: Any) -> Any:
         if not self.pipeline.final_outputs():
             self.pipeline.validate(require_final=True)
-        return await self.gateway.submit.remote(value)
+        ok, result = await self.gateway.submit.remote(value)
+        if not ok:
+            raise result
+        return result
 
     async def stream(self, value: Any) -> AsyncIterator[Event]:
         rid = await self.gateway.open_stream.remote(value)
