@@ -318,6 +318,9 @@ class ReplicaActor:
 
         return ray.get_runtime_context().get_node_id()
 
+    async def ping(self) -> bool:
+        return True
+
     def handled(self) -> int:
         return self.op.handled if self.op else 0
 
@@ -346,15 +349,18 @@ class Gateway:
         self.options = options
         self.timeout_s = options.get("timeout_s", 300.0)
         self.start_timeout_s = options.get("start_timeout_s", 60.0)
-        self.max_restarts = options.get("max_restarts", 3)
+        self.max_restarts = options.get("max_restarts", 5)
         self.handles: dict[str, list[Any]] = {}
         self.nodes: dict[str, list[str]] = {}
         self.restarts: dict[tuple[str, int], int] = {}
-        self.replacing: dict[tuple[str, int], asyncio.Future[None]] = {}
         self.inputs: dict[int, Any] = {}
         self.finished: list[int] = []
         self.replays = 0
         self._streams: dict[int, Any] = {}
+        self._topology_lock = asyncio.Lock()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.health_interval_s = options.get("health_interval_s", 0.5)
+        self.health_timeout_s = options.get("health_timeout_s", 10.0)
 
     async def start(self) -> dict[str, list[str]]:
         import ray
@@ -371,7 +377,9 @@ class Gateway:
             [h.wire.remote(self.handles, self.me) for hs in self.handles.values() for h in hs], "wiring replicas", None
         )
         self._rewire_self()
-        self._janitor = asyncio.get_running_loop().create_task(self._forget_loop())
+        loop = asyncio.get_running_loop()
+        self._janitor = loop.create_task(self._forget_loop())
+        self._health = loop.create_task(self._health_loop())
         return {k: list(v) for k, v in self.nodes.items()}
 
     def _spawn(self, spec: StageSpec, index: int) -> Any:
@@ -391,8 +399,13 @@ class Gateway:
                 + " (check `ray status`; pass start_timeout_s= to wait longer)"
             ) from None
 
+    def _spawn_task(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
     def _rewire_self(self) -> None:
-        self.sender = _Sender(lambda stage, i: asyncio.ensure_future(self._replace_current(stage, i)))
+        self.sender = _Sender(lambda stage, i: self._spawn_task(self._replace_current(stage, i)))
         self.inject = _build_emit("input", self.sender, self.pipeline, self.handles, self.me)
 
     # -- requests ------------------------------------------------------------------------
@@ -484,51 +497,74 @@ class Gateway:
     # -- supervision -----------------------------------------------------------------------
 
     async def report_dead(self, stage: str, index: int, actor_id: str) -> None:
-        current = self.handles[stage][index]
-        if current._actor_id.hex() != actor_id:
-            return  # already replaced
-        await self._replace_current(stage, index)
+        """A sender's batch to ``stage[index]`` failed: replace that replica."""
+        if self.handles[stage][index]._actor_id.hex() == actor_id:
+            await self._replace({(stage, index): actor_id})
 
     async def _replace_current(self, stage: str, index: int) -> None:
-        key = (stage, index)
-        if key in self.replacing:
-            await self.replacing[key]
-            return
-        done = asyncio.get_running_loop().create_future()
-        self.replacing[key] = done
-        try:
-            n = self.restarts[key] = self.restarts.get(key, 0) + 1
-            if n > self.max_restarts:
-                err = RuntimeError(
-                    f"replica {index} of stage {stage!r} died {n} times (max_restarts={self.max_restarts})"
-                )
-                for rid in list(self.inputs):
-                    await self.fail(StageError(stage, (rid,), err))
-                return
-            log.warning("replacing replica %d of stage %r (restart %d)", index, stage, n)
-            spec = self.pipeline.stages[stage]
-            new = self._spawn(spec, index)
-            [node] = await self._await_all([new.setup.remote()], f"restarting replica {index} of {stage!r}", stage)
-            self.handles[stage][index] = new
-            self.nodes[stage][index] = node
-            everyone = [h for hs in self.handles.values() for h in hs]
-            await self._await_all(
-                [
-                    h.rewire.remote(self.handles) if h is not new else h.wire.remote(self.handles, self.me)
-                    for h in everyone
-                ],
-                "rewiring after a restart",
-                None,
+        await self._replace({(stage, index): self.handles[stage][index]._actor_id.hex()})
+
+    async def _health_loop(self) -> None:
+        """Find dead replicas that no sender is talking to (e.g. a whole node died
+        together with every replica that would have noticed)."""
+        while True:
+            await asyncio.sleep(self.health_interval_s)
+            current = [(name, i, h) for name, hs in self.handles.items() for i, h in enumerate(hs)]
+            results = await asyncio.gather(
+                *(asyncio.wait_for(h.ping.remote(), self.health_timeout_s) for _, _, h in current),
+                return_exceptions=True,
             )
+            dead = {
+                (name, i): h._actor_id.hex()
+                for (name, i, h), r in zip(current, results, strict=True)
+                if isinstance(r, BaseException) and not isinstance(r, TimeoutError)
+            }
+            if dead:
+                await self._replace(dead)
+
+    async def _replace(self, dead: dict[tuple[str, int], str]) -> None:
+        """Replace dead replicas, rewire every sender to them, replay open requests.
+
+        Topology changes are serialised; replicas replaced meanwhile are skipped.
+        """
+        async with self._topology_lock:
+            dead = {k: a for k, a in dead.items() if self.handles[k[0]][k[1]]._actor_id.hex() == a}
+            if not dead:
+                return
+            for stage, index in dead:
+                n = self.restarts[(stage, index)] = self.restarts.get((stage, index), 0) + 1
+                if n > self.max_restarts:
+                    err = RuntimeError(
+                        f"replica {index} of stage {stage!r} died {n} times (max_restarts={self.max_restarts})"
+                    )
+                    for rid in list(self.inputs):
+                        await self.fail(StageError(stage, (rid,), err))
+                    return
+            log.warning("replacing %s", ", ".join(f"{s}[{i}]" for s, i in dead))
+            new = {k: self._spawn(self.pipeline.stages[k[0]], k[1]) for k in dead}
+            nodes = await self._await_all(
+                [h.setup.remote() for h in new.values()], "restarting " + ", ".join(f"{s}[{i}]" for s, i in new), None
+            )
+            for (stage, index), node in zip(new, nodes, strict=True):
+                self.handles[stage][index] = new[(stage, index)]
+                self.nodes[stage][index] = node
+            fresh = set(new.values())
+            calls = [
+                h.wire.remote(self.handles, self.me) if h in fresh else h.rewire.remote(self.handles)
+                for hs in self.handles.values()
+                for h in hs
+            ]
+            # Replicas that died meanwhile are found by the next health check.
+            try:
+                await asyncio.wait_for(asyncio.gather(*calls, return_exceptions=True), self.start_timeout_s)
+            except TimeoutError:
+                log.warning("rewiring after a restart timed out; the health check will retry")
             self._rewire_self()
             self.replays += 1
             for rid, value in list(self.inputs.items()):  # replay everything not acknowledged
                 wait = self.inject(Item((rid,), value))
                 if wait is not None:
                     await wait
-        finally:
-            self.replacing.pop(key, None)
-            done.set_result(None)
 
     def placement(self) -> dict[str, list[str]]:
         return {k: list(v) for k, v in self.nodes.items()}
@@ -543,6 +579,7 @@ class Gateway:
         import ray
 
         self._janitor.cancel()
+        self._health.cancel()
         self.requests.close("the runtime was closed before this request finished")
         for hs in self.handles.values():
             for h in hs:
@@ -584,7 +621,7 @@ class RayRuntime(Runtime):
         gateway_cls = ray.remote(Gateway).options(
             num_cpus=0,
             max_concurrency=10_000,
-            scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=here, soft=True),
+            scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=here, soft=False),
         )
         self.gateway = gateway_cls.remote(payload, self.streaming, self.options)
         try:

@@ -1,0 +1,153 @@
+"""Ray-only behaviour: placement on a multi-node cluster, lost replicas and lost nodes."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import time
+
+import pytest
+
+import alto
+from conftest import arun
+
+ray = pytest.importorskip("ray")
+from alto.runtime.ray import RayRuntime  # noqa: E402
+
+
+def node_id(node) -> str:
+    return node.node_id
+
+
+def wait_until_dead(*node_ids: str, timeout: float = 90) -> None:
+    """Let Ray notice removed nodes before other tests schedule actors."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        alive = {n["NodeID"] for n in ray.nodes() if n["Alive"]}
+        if not alive & set(node_ids):
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"Ray still reports nodes {node_ids} alive after {timeout}s")
+
+
+def test_replicas_land_where_their_resources_say(ray_cluster):
+    p = alto.Pipeline("placed")
+    a = p.input().expand(range).map(lambda x: x + 1, replicas=2, resources={"zone_a": 1}, name="in_a")
+    b = a.map(lambda x: x * 2, replicas=3, resources={"zone_b": 1}, name="in_b")
+    p.output(b.aggregate(lambda n, xs: sum(xs)))
+
+    async def main():
+        async with RayRuntime(p) as rt:
+            return rt.placement, await rt.submit(4)
+
+    placement, result = arun(main())
+    assert result == 20
+    assert set(placement["in_a"]) == {node_id(ray_cluster.named_nodes["zone_a"])}
+    assert set(placement["in_b"]) == {node_id(ray_cluster.named_nodes["zone_b"])}
+
+
+def test_unplaceable_stage_times_out_with_a_clear_message(ray_cluster):
+    p = alto.Pipeline("nowhere")
+    p.output(p.input().map(str, resources={"tpu_pod": 1}, name="needs_tpu"))
+
+    async def main():
+        async with RayRuntime(p, start_timeout_s=3):
+            pass
+
+    with pytest.raises(Exception, match=r"starting stage 'needs_tpu' did not finish within 3s.*tpu_pod"):
+        arun(main())
+
+
+def load_pipeline(resources=None, delay: float = 0.01) -> alto.Pipeline:
+    """20 children per request through a slow map and an aggregate (state to lose)."""
+
+    async def slow(x):
+        await asyncio.sleep(delay)
+        return x * x
+
+    p = alto.Pipeline("load")
+    kids = p.input().expand(lambda n: range(n, n + 20), replicas=2)
+    sq = kids.map(slow, replicas=2, concurrency=4, name="square", resources=resources or {})
+    p.output(sq.aggregate(lambda n, xs: (n, sum(xs), len(xs)), replicas=2, name="total"))
+    return p
+
+
+EXPECTED = [(n, sum(x * x for x in range(n, n + 20)), 20) for n in range(40)]
+
+
+async def run_with_fault(p: alto.Pipeline, fault):
+    async with RayRuntime(p, timeout_s=120) as rt:
+        results = asyncio.ensure_future(rt.map(range(40)))
+        seen = collections.Counter()
+
+        async def watch():  # a streamed request alongside, to check exactly-once events
+            async for ev in rt.stream(100):
+                seen[(ev.stage, ev.path)] += 1
+
+        watcher = asyncio.ensure_future(watch())
+        await asyncio.sleep(0.4)  # mid-stream: requests are in flight
+        await fault(rt)
+        assert not results.done(), "the fault came too late: no request was in flight"
+        out = await results
+        await watcher
+        return out, seen, await rt.stats()
+
+
+@pytest.mark.parametrize("stage", ["total", "square"])
+def test_killing_a_replica_mid_stream(ray_cluster, stage):
+    async def kill(rt):
+        ray.kill(await rt.replica(stage, 0), no_restart=True)
+
+    results, seen, stats = arun(run_with_fault(load_pipeline(), kill))
+    assert results == EXPECTED
+    assert all(n == 1 for n in seen.values())  # each event exactly once
+    assert stats["replays"] >= 1 and stats["restarts"] == {f"{stage}[0]": 1}
+
+
+def test_removing_a_node_mid_stream(ray_cluster):
+    doomed = ray_cluster.add_node(num_cpus=2, resources={"drill": 2})
+    ray_cluster.wait_for_nodes()
+    spare = None
+
+    async def remove(rt):
+        nonlocal spare
+        assert set(rt.placement["square"]) == {node_id(doomed)}
+        spare = ray_cluster.add_node(num_cpus=2, resources={"drill": 2})
+        ray_cluster.wait_for_nodes()
+        ray_cluster.remove_node(doomed, allow_graceful=False)
+
+    try:
+        # slower items: the requests must still be in flight after adding the spare node
+        results, seen, stats = arun(run_with_fault(load_pipeline({"drill": 1}, delay=0.05), remove))
+    finally:
+        if spare is not None:
+            ray_cluster.remove_node(spare)
+        wait_until_dead(*(node_id(n) for n in (doomed, spare) if n is not None))
+    assert results == EXPECTED
+    assert all(n == 1 for n in seen.values())
+    assert {"square[0]", "square[1]"} <= set(stats["restarts"])  # and whatever else lived there
+
+
+def test_a_stage_that_keeps_failing_gives_stage_error(ray_cluster):
+    def always(x):
+        raise ConnectionError("backend down")
+
+    p = alto.Pipeline("broken")
+    p.output(p.input().map(always, retries=2))
+    out = alto.run(p, [1, 2], runtime="ray", return_exceptions=True)
+    assert all(isinstance(e, alto.StageError) and isinstance(e.__cause__, ConnectionError) for e in out)
+
+
+def test_actors_are_gone_after_exit(ray_cluster):
+    p = alto.Pipeline("short")
+    p.output(p.input().map(str, replicas=2, name="s"))
+
+    async def main():
+        async with RayRuntime(p) as rt:
+            handle = await rt.replica("s", 1)
+            assert await rt.submit(3) == "3"
+        return handle
+
+    handle = arun(main())
+    with pytest.raises(ray.exceptions.RayActorError):
+        ray.get(handle.node.remote(), timeout=30)
