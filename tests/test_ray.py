@@ -88,8 +88,13 @@ async def run_with_fault(p: alto.Pipeline, fault):
         await asyncio.sleep(0.4)  # mid-stream: requests are in flight
         await fault(rt)
         assert not results.done(), "the fault came too late: no request was in flight"
-        out = await results
-        await watcher
+        try:
+            out = await asyncio.wait_for(asyncio.shield(results), 80)
+            await asyncio.wait_for(watcher, 20)
+        except TimeoutError:
+            import pprint
+
+            pytest.fail("stalled after the fault:\n" + pprint.pformat(await rt.debug_state(), width=150))
         return out, seen, await rt.stats()
 
 

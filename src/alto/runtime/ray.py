@@ -324,6 +324,19 @@ class ReplicaActor:
     def handled(self) -> int:
         return self.op.handled if self.op else 0
 
+    def debug_state(self) -> dict[str, Any]:
+        """Inbox, work in progress and the state of every outgoing link."""
+        links = getattr(self, "sender", None)
+        return {
+            "inbox": len(self.inbox),
+            "busy": self.op.busy if self.op else None,
+            "handled": self.op.handled if self.op else None,
+            "groups": getattr(self.op, "open_groups", None),
+            "links": {f"{k[0]}[{k[1]}]": (v.inflight, v.dead, len(v.buf)) for k, v in links._links.items()}
+            if links
+            else {},
+        }
+
 
 def _options_for(spec: StageSpec) -> dict[str, Any]:
     res = dict(spec.resources)
@@ -358,6 +371,7 @@ class Gateway:
         self.replays = 0
         self._streams: dict[int, Any] = {}
         self._topology_lock = asyncio.Lock()
+        self.suspect_nodes: set[str] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
         self.health_interval_s = options.get("health_interval_s", 0.5)
         self.health_timeout_s = options.get("health_timeout_s", 10.0)
@@ -382,10 +396,19 @@ class Gateway:
         self._health = loop.create_task(self._health_loop())
         return {k: list(v) for k, v in self.nodes.items()}
 
-    def _spawn(self, spec: StageSpec, index: int) -> Any:
+    def _spawn(self, spec: StageSpec, index: int, avoid: set[str] | None = None) -> Any:
         import ray
 
-        actor = ray.remote(ReplicaActor).options(name=None, **_options_for(spec))
+        options = _options_for(spec)
+        if avoid:
+            # Prefer nodes other than those where replicas just died (the GCS may not know
+            # yet that a node is gone); a soft rule, so a one-node cluster still works.
+            from ray.util.scheduling_strategies import NodeLabelSchedulingStrategy, NotIn
+
+            options["scheduling_strategy"] = NodeLabelSchedulingStrategy(
+                hard={}, soft={"ray.io/node-id": NotIn(*avoid)}
+            )
+        actor = ray.remote(ReplicaActor).options(**options)
         return actor.remote(self.payload, spec.name, index, self.streaming, self.options)
 
     async def _await_all(self, refs: list[Any], what: str, stage: str | None) -> list[Any]:
@@ -520,13 +543,18 @@ class Gateway:
                 if isinstance(r, BaseException) and not isinstance(r, TimeoutError)
             }
             if dead:
-                await self._replace(dead)
+                try:
+                    await self._replace(dead)
+                except Exception:  # the supervisor must outlive any one failed repair
+                    log.exception("replacing %s failed; retrying at the next health check", sorted(dead))
 
     async def _replace(self, dead: dict[tuple[str, int], str]) -> None:
         """Replace dead replicas, rewire every sender to them, replay open requests.
 
         Topology changes are serialised; replicas replaced meanwhile are skipped.
         """
+        import ray
+
         async with self._topology_lock:
             dead = {k: a for k, a in dead.items() if self.handles[k[0]][k[1]]._actor_id.hex() == a}
             if not dead:
@@ -541,14 +569,28 @@ class Gateway:
                         await self.fail(StageError(stage, (rid,), err))
                     return
             log.warning("replacing %s", ", ".join(f"{s}[{i}]" for s, i in dead))
-            new = {k: self._spawn(self.pipeline.stages[k[0]], k[1]) for k in dead}
-            nodes = await self._await_all(
-                [h.setup.remote() for h in new.values()], "restarting " + ", ".join(f"{s}[{i}]" for s, i in new), None
-            )
+            self.suspect_nodes.update(self.nodes[s][i] for s, i in dead)
+            new = {k: self._spawn(self.pipeline.stages[k[0]], k[1], self.suspect_nodes) for k in dead}
+            try:
+                nodes = await asyncio.wait_for(
+                    asyncio.gather(*(h.setup.remote() for h in new.values()), return_exceptions=True),
+                    self.start_timeout_s,
+                )
+            except TimeoutError:
+                nodes = [TimeoutError("no node could host the replacement")] * len(new)
+            fresh = set()
             for (stage, index), node in zip(new, nodes, strict=True):
+                if isinstance(node, BaseException):
+                    # e.g. placed on a node that was dying: the next health check retries.
+                    # Kill it so a late start cannot hold the resources the retry needs.
+                    log.warning("replacement for %s[%d] failed to start: %s", stage, index, node)
+                    ray.kill(new[(stage, index)])
+                    continue
                 self.handles[stage][index] = new[(stage, index)]
                 self.nodes[stage][index] = node
-            fresh = set(new.values())
+                fresh.add(new[(stage, index)])
+            if not fresh:
+                return
             calls = [
                 h.wire.remote(self.handles, self.me) if h in fresh else h.rewire.remote(self.handles)
                 for hs in self.handles.values()
@@ -565,6 +607,26 @@ class Gateway:
                 wait = self.inject(Item((rid,), value))
                 if wait is not None:
                     await wait
+
+    async def debug_state(self) -> dict[str, Any]:
+        """Everything a stuck run would need explaining: open requests, every replica's
+        inbox and links (inflight batches, dead flag, buffered)."""
+        replicas: dict[str, Any] = {}
+        for name, hs in self.handles.items():
+            for i, h in enumerate(hs):
+                try:
+                    replicas[f"{name}[{i}]"] = await asyncio.wait_for(h.debug_state.remote(), 5)
+                except Exception as exc:
+                    replicas[f"{name}[{i}]"] = f"unreachable: {type(exc).__name__}"
+        return {
+            "open_requests": sorted(self.inputs),
+            "replays": self.replays,
+            "restarts": {f"{s}[{i}]": n for (s, i), n in self.restarts.items()},
+            "gateway_links": {
+                f"{k[0]}[{k[1]}]": (v.inflight, v.dead, len(v.buf)) for k, v in self.sender._links.items()
+            },
+            "replicas": replicas,
+        }
 
     def placement(self) -> dict[str, list[str]]:
         return {k: list(v) for k, v in self.nodes.items()}
@@ -673,3 +735,7 @@ class RayRuntime(Runtime):
 
     async def stats(self) -> dict[str, Any]:
         return await self.gateway.stats.remote()
+
+    async def debug_state(self) -> dict[str, Any]:
+        """Open requests and every replica's inbox and links (for diagnosing a stall)."""
+        return await self.gateway.debug_state.remote()
