@@ -17,7 +17,9 @@ def blocks(path: Path) -> list[str]:
 
 
 @pytest.mark.parametrize("path", [p for p in DOCS if p.exists() and blocks(p)], ids=lambda p: p.name)
-def test_doc_examples_run(path):
+def test_doc_examples_run(path, request):
+    if path.name == "ray.md":
+        request.getfixturevalue("ray_cluster")  # join the suite's Ray session, not a new one
     namespace: dict = {"__name__": f"doc_{path.stem}"}
     for i, code in enumerate(blocks(path)):
         try:
