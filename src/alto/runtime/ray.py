@@ -374,6 +374,7 @@ class Gateway:
         self.suspect_nodes: set[str] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
         self.health_interval_s = options.get("health_interval_s", 0.5)
+        self.restart_timeout_s = options.get("restart_timeout_s", 15.0)
         self.health_timeout_s = options.get("health_timeout_s", 10.0)
 
     async def start(self) -> dict[str, list[str]]:
@@ -572,9 +573,11 @@ class Gateway:
             self.suspect_nodes.update(self.nodes[s][i] for s, i in dead)
             new = {k: self._spawn(self.pipeline.stages[k[0]], k[1], self.suspect_nodes) for k in dead}
             try:
+                # A replacement scheduled onto a node that is dying (before Ray knows it)
+                # never starts: give up on it soon and let the next health check retry.
                 nodes = await asyncio.wait_for(
                     asyncio.gather(*(h.setup.remote() for h in new.values()), return_exceptions=True),
-                    self.start_timeout_s,
+                    min(self.start_timeout_s, self.restart_timeout_s),
                 )
             except TimeoutError:
                 nodes = [TimeoutError("no node could host the replacement")] * len(new)
