@@ -8,7 +8,7 @@ output stages emit to :class:`Requests`, which counts completion per output stre
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,7 +16,7 @@ from ..ancestry import CompletionTracker, Item, Message
 from ..errors import StageError
 from ..pipeline import Pipeline
 
-__all__ = ["Event", "Requests", "Runtime", "run", "run_async"]
+__all__ = ["Event", "Requests", "Runtime", "fan_out", "run", "run_async"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +34,21 @@ class Event:
 
 
 _END = object()
+
+
+def fan_out(targets: list[Callable[[Message], Any]]) -> Callable[[Message], Any]:
+    """One emit function sending each message to every target; it returns ``None`` or
+    an awaitable for the targets that asked the sender to wait (backpressure)."""
+    if len(targets) == 1:
+        return targets[0]
+
+    def emit(msg: Message) -> Any:
+        waits = [w for w in (t(msg) for t in targets) if w is not None]
+        if not waits:
+            return None
+        return waits[0] if len(waits) == 1 else asyncio.gather(*waits)
+
+    return emit
 
 
 class _Request:

@@ -31,7 +31,7 @@ from ..invoke import classify
 from ..operators import Operator, Right, make_operator
 from ..pipeline import Pipeline, StageSpec, is_class_stage
 from ..routing import make_router
-from .base import Event, Requests, Runtime, iterate_events
+from .base import Event, Requests, Runtime, fan_out, iterate_events
 
 __all__ = ["Inbox", "LocalRuntime"]
 
@@ -233,16 +233,7 @@ class LocalRuntime(Runtime):
                 _deliver(name, msg)
 
             targets.append(to_sink)
-        if len(targets) == 1:
-            return targets[0]
-
-        def fan_out(msg: Message) -> Any:
-            waits = [w for w in (t(msg) for t in targets) if w is not None]
-            if not waits:
-                return None
-            return waits[0] if len(waits) == 1 else asyncio.gather(*waits)
-
-        return fan_out
+        return fan_out(targets)
 
     def _route_to(self, dest: str, port: int) -> Callable[[Message], Any]:
         replicas = self._replicas[dest]

@@ -43,7 +43,7 @@ from ..errors import StageError
 from ..operators import Operator, Right, make_operator
 from ..pipeline import Pipeline, StageSpec
 from ..routing import make_router
-from .base import Event, Requests, Runtime
+from .base import Event, Requests, Runtime, fan_out
 from .local import Inbox
 
 __all__ = ["RayRuntime", "ray_init"]
@@ -227,14 +227,7 @@ def _build_emit(
         sink_key = ("__sink__", pipeline.outputs.index(name))
         sender.link(sink_key, lambda batch: gateway.deliver.remote(name, batch))
         targets.append(lambda m: sender.put(sink_key, m))
-
-    def emit(msg: Message) -> Any:
-        waits = [w for w in (t(msg) for t in targets) if w is not None]
-        if not waits:
-            return None
-        return waits[0] if len(waits) == 1 else asyncio.gather(*waits)
-
-    return emit
+    return fan_out(targets)
 
 
 class ReplicaActor:
