@@ -554,7 +554,9 @@ class Gateway:
             if not dead:
                 return
             for stage, index in dead:
-                n = self.restarts[(stage, index)] = self.restarts.get((stage, index), 0) + 1
+                # restarts counts replacements that started; a start that failed (placed
+                # on a node Ray does not yet know is gone) is retried without counting
+                n = self.restarts.get((stage, index), 0) + 1
                 if n > self.max_restarts:
                     err = RuntimeError(
                         f"replica {index} of stage {stage!r} died {n} times (max_restarts={self.max_restarts})"
@@ -584,6 +586,7 @@ class Gateway:
                     continue
                 self.handles[stage][index] = new[(stage, index)]
                 self.nodes[stage][index] = node
+                self.restarts[(stage, index)] = self.restarts.get((stage, index), 0) + 1
                 fresh.add(new[(stage, index)])
             if not fresh:
                 return
