@@ -365,6 +365,7 @@ class Gateway:
         self._streams: dict[int, Any] = {}
         self._topology_lock = asyncio.Lock()
         self.suspect_nodes: set[str] = set()
+        self.failed_starts: dict[tuple[str, int], int] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self.health_interval_s = options.get("health_interval_s", 0.5)
         self.restart_timeout_s = options.get("restart_timeout_s", 15.0)
@@ -570,9 +571,12 @@ class Gateway:
             try:
                 # A replacement scheduled onto a node that is dying (before Ray knows it)
                 # never starts: give up on it soon and let the next health check retry.
+                # ... but a busy machine can take long to start a worker: each failed
+                # attempt doubles the wait (up to start_timeout_s).
+                tries = max(self.failed_starts.get(k, 0) for k in new)
                 nodes = await asyncio.wait_for(
                     asyncio.gather(*(h.setup.remote() for h in new.values()), return_exceptions=True),
-                    min(self.start_timeout_s, self.restart_timeout_s),
+                    min(self.start_timeout_s, self.restart_timeout_s * 2**tries),
                 )
             except TimeoutError:
                 nodes = [TimeoutError("no node could host the replacement")] * len(new)
@@ -583,7 +587,9 @@ class Gateway:
                     # Kill it so a late start cannot hold the resources the retry needs.
                     log.warning("replacement for %s[%d] failed to start: %s", stage, index, node)
                     ray.kill(new[(stage, index)])
+                    self.failed_starts[(stage, index)] = self.failed_starts.get((stage, index), 0) + 1
                     continue
+                self.failed_starts.pop((stage, index), None)
                 self.handles[stage][index] = new[(stage, index)]
                 self.nodes[stage][index] = node
                 self.restarts[(stage, index)] = self.restarts.get((stage, index), 0) + 1
