@@ -34,7 +34,7 @@ import ray
 
 import alto
 from alto.runtime.ray import RayRuntime, ray_init
-from overhead import STAGES, children, count, noop  # same folder: the same no-op stage functions
+from overhead import STAGES, chain_pipeline, fanout_pipeline, noop  # same folder: the same no-op stage functions
 
 
 def pct(xs: list[float], q: float) -> float:
@@ -63,21 +63,6 @@ def chain(n_stages: int) -> alto.Pipeline:
     return p
 
 
-def expand_chain() -> alto.Pipeline:
-    p = alto.Pipeline("expand-chain")
-    s = p.input().expand(children)
-    for i in range(STAGES):
-        s = s.map(noop, name=f"noop{i}")
-    p.output(s.aggregate(count))
-    return p
-
-
-def fanout() -> alto.Pipeline:
-    p = alto.Pipeline("fanout")
-    p.output(p.input().expand(children).aggregate(count))
-    return p
-
-
 async def alto_latency(n_stages: int, samples: int) -> list[float]:
     async with RayRuntime(chain(n_stages)) as rt:
         for _ in range(20):
@@ -91,7 +76,7 @@ async def alto_latency(n_stages: int, samples: int) -> list[float]:
 
 
 async def alto_throughput(items: int) -> float:
-    async with RayRuntime(expand_chain()) as rt:
+    async with RayRuntime(chain_pipeline(items)) as rt:
         await rt.submit(100)
         t0 = time.perf_counter()
         assert await rt.submit(items) == items
@@ -99,7 +84,7 @@ async def alto_throughput(items: int) -> float:
 
 
 async def alto_fanout(requests: int, width: int) -> float:
-    async with RayRuntime(fanout()) as rt:
+    async with RayRuntime(fanout_pipeline()) as rt:
         await rt.submit(10)
         t0 = time.perf_counter()
         assert await rt.map([width] * requests) == [width] * requests

@@ -560,15 +560,15 @@ class AggregateOperator(Operator):
         group.values.clear()
 
     async def _add(self, group: Group, msg: Item | Tombstone) -> None:
+        if group.state is None:  # collect (fn form, or before an incremental start)
+            group.add_child(msg)
+            return
         index = msg.path[-1]
         if index in group.seen:
             return  # a duplicate (replayed) child
         group.seen.add(index)
         if msg.__class__ is Item and group.state is not _DEAD:
-            if group.state is not None:
-                await _maybe_await(group.state.add(index, msg.value))
-            else:
-                group.values[index] = msg.value  # type: ignore[union-attr]
+            await _maybe_await(group.state.add(index, msg.value))
 
     async def _finish(self, key: tuple[int, ...], group: Group) -> None:
         self.busy += 1

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..ancestry import CompletionTracker, Item, Message
-from ..errors import StageError
-from ..pipeline import Pipeline
+from ..pipeline import Pipeline, StageSpec
+from ..routing import make_router
 
-__all__ = ["Event", "Requests", "Runtime", "fan_out", "run", "run_async"]
+__all__ = ["Event", "Requests", "Runtime", "fan_out", "replica_chooser", "run", "run_async"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +34,23 @@ class Event:
 
 
 _END = object()
+
+
+def replica_chooser(spec: StageSpec, n: int, load: Callable[[int], float]) -> Callable[[Message], int]:
+    """The replica index (of ``n``) that one sender picks for each message to ``spec``.
+
+    A fresh router per sender; keyed stages route on the group part of the path
+    (:meth:`StageSpec.route_key`), so every sender agrees on a group's replica.
+    """
+    router = make_router(spec.router, keyed=spec.keyed)
+    choose = router.choose
+    route_key = spec.route_key if spec.keyed else None
+
+    def pick(msg: Message) -> int:
+        key = route_key(msg.path) if route_key is not None else msg.path
+        return choose(key, msg.value if msg.__class__ is Item else None, n, load)
+
+    return pick
 
 
 def fan_out(targets: list[Callable[[Message], Any]]) -> Callable[[Message], Any]:
@@ -249,7 +266,3 @@ def run(
         options.update(runtime=runtime, streaming=streaming, return_exceptions=return_exceptions)
         return asyncio.run(run_async(pipeline, inputs, **options))
     raise RuntimeError("alto.run() cannot be called inside a running event loop; use `await alto.run_async(...)`")
-
-
-def is_stage_error(value: Any) -> bool:
-    return isinstance(value, StageError)

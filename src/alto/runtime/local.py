@@ -30,8 +30,7 @@ from ..errors import StageError
 from ..invoke import classify
 from ..operators import Operator, Right, make_operator
 from ..pipeline import Pipeline, StageSpec, is_class_stage
-from ..routing import make_router
-from .base import Event, Requests, Runtime, fan_out, iterate_events
+from .base import Event, Requests, Runtime, fan_out, iterate_events, replica_chooser
 
 __all__ = ["Inbox", "LocalRuntime"]
 
@@ -245,19 +244,10 @@ class LocalRuntime(Runtime):
             if not wrap:
                 return put
             return lambda msg: put(Right(msg))
-        router = make_router(spec.router, keyed=spec.keyed)
-        choose = router.choose
-        n = len(replicas)
-        route_key = spec.route_key
-        keyed = spec.keyed
-
-        def load(i: int) -> float:
-            return replicas[i].load
+        choose = replica_chooser(spec, len(replicas), lambda i: replicas[i].load)
 
         def send(msg: Message) -> Any:
-            key = route_key(msg.path) if keyed else msg.path
-            value = msg.value if msg.__class__ is Item else None
-            i = choose(key, value, n, load)
+            i = choose(msg)
             return inboxes[i].put(Right(msg) if wrap else msg)
 
         return send

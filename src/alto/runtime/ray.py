@@ -42,8 +42,7 @@ from ..ancestry import Item, Message
 from ..errors import StageError
 from ..operators import Operator, Right, make_operator
 from ..pipeline import Pipeline, StageSpec
-from ..routing import make_router
-from .base import Event, Requests, Runtime, fan_out
+from .base import Event, Requests, Runtime, fan_out, replica_chooser
 from .local import Inbox
 
 __all__ = ["RayRuntime", "ray_init"]
@@ -211,16 +210,10 @@ def _build_emit(
             key0 = (dest, 0)
             targets.append((lambda k, w: lambda m: sender.put(k, Right(m) if w else m))(key0, wrap))
             continue
-        router = make_router(spec.router, keyed=spec.keyed)
-        n = len(reps)
+        choose = replica_chooser(spec, len(reps), lambda j, dest=dest: sender.load((dest, j)))
 
-        def route(
-            msg: Message, dest: str = dest, spec: StageSpec = spec, router: Any = router, n: int = n, wrap: bool = wrap
-        ) -> Any:
-            key = spec.route_key(msg.path) if spec.keyed else msg.path
-            value = msg.value if msg.__class__ is Item else None
-            i = router.choose(key, value, n, lambda j: sender.load((dest, j)))
-            return sender.put((dest, i), Right(msg) if wrap else msg)
+        def route(msg: Message, dest: str = dest, choose: Any = choose, wrap: bool = wrap) -> Any:
+            return sender.put((dest, choose(msg)), Right(msg) if wrap else msg)
 
         targets.append(route)
     if name in pipeline.outputs:
