@@ -12,7 +12,7 @@ export CMAKE_ARGS ?= -DLLAVA_BUILD=OFF -DGGML_NATIVE=OFF
 export HF_HUB_OFFLINE := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: demo test lint bench install clean
+.PHONY: demo test test-faults lint bench install clean
 
 $(PY):
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "ALTO needs Python >= 3.11: apt-get install python3.11 python3.11-venv, or make PYTHON=python3.11")'
@@ -35,6 +35,11 @@ test: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m pytest
+
+# Whole-node loss on a simulated Ray cluster: intermittently stalls (issue 5), so it
+# is kept out of `make test` and run on its own.
+test-faults: $(STAMP)
+	$(PY) -m pytest -m node_loss tests/test_ray.py
 
 lint: $(STAMP)
 	$(PY) -m ruff check --fix .

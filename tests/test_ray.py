@@ -109,6 +109,7 @@ def test_killing_a_replica_mid_stream(ray_cluster, stage):
     assert stats["replays"] >= 1 and stats["restarts"] == {f"{stage}[0]": 1}
 
 
+@pytest.mark.node_loss  # not in `make test` until the intermittent stall is fixed (issue 5)
 @pytest.mark.timeout(420)  # Ray may take tens of seconds to declare a node dead
 def test_removing_a_node_mid_stream(ray_cluster):
     doomed = ray_cluster.add_node(num_cpus=2, resources={"drill": 2})
