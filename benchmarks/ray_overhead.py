@@ -2,7 +2,9 @@
 
 All three run in the same process on the same Ray instance:
 
-* **alto**: ``RayRuntime`` with 10 no-op async ``map`` stages (each an actor);
+* **alto**: ``RayRuntime`` with 10 no-op async ``map`` stages (each an actor), items on
+  direct TCP connections between replicas (the default ``transport="tcp"``);
+* **alto_ray_calls**: the same with ``transport="ray"`` (items as Ray actor calls);
 * **actors**: 10 hand-written async actors, each forwarding to the next
   (latency: one item per call; throughput: batches of 64, like ALTO);
 * **serve**: 10 Ray Serve deployments chained with ``DeploymentHandle`` streaming
@@ -63,8 +65,8 @@ def chain(n_stages: int) -> alto.Pipeline:
     return p
 
 
-async def alto_latency(n_stages: int, samples: int) -> list[float]:
-    async with RayRuntime(chain(n_stages)) as rt:
+async def alto_latency(n_stages: int, samples: int, transport: str) -> list[float]:
+    async with RayRuntime(chain(n_stages), transport=transport) as rt:
         for _ in range(20):
             await rt.submit(1)
         out = []
@@ -75,16 +77,16 @@ async def alto_latency(n_stages: int, samples: int) -> list[float]:
         return out
 
 
-async def alto_throughput(items: int) -> float:
-    async with RayRuntime(chain_pipeline(items)) as rt:
+async def alto_throughput(items: int, transport: str) -> float:
+    async with RayRuntime(chain_pipeline(items), transport=transport) as rt:
         await rt.submit(100)
         t0 = time.perf_counter()
         assert await rt.submit(items) == items
         return items / (time.perf_counter() - t0)
 
 
-async def alto_fanout(requests: int, width: int) -> float:
-    async with RayRuntime(fanout_pipeline()) as rt:
+async def alto_fanout(requests: int, width: int, transport: str) -> float:
+    async with RayRuntime(fanout_pipeline(), transport=transport) as rt:
         await rt.submit(10)
         t0 = time.perf_counter()
         assert await rt.map([width] * requests) == [width] * requests
@@ -208,14 +210,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print(f"Ray {ray.__version__} on {os.cpu_count()} cores; {STAGES}-stage no-op chain", file=sys.stderr)
     result: dict[str, Any] = {"stages": STAGES, "python": sys.version.split()[0], "machine": platform.machine()}
 
-    print("alto ...", file=sys.stderr)
-    a10 = asyncio.run(alto_latency(STAGES, args.samples))
-    a0 = asyncio.run(alto_latency(0, args.samples))
-    result["alto"] = {
-        **summary(a10, a0, STAGES),
-        "items_per_s": asyncio.run(alto_throughput(args.items)),
-        "fanout_items_per_s": asyncio.run(alto_fanout(args.requests, 1000)),
-    }
+    for key, transport in (("alto", "tcp"), ("alto_ray_calls", "ray")):
+        print(f"alto (transport={transport}) ...", file=sys.stderr)
+        a10 = asyncio.run(alto_latency(STAGES, args.samples, transport))
+        a0 = asyncio.run(alto_latency(0, args.samples, transport))
+        result[key] = {
+            **summary(a10, a0, STAGES),
+            "items_per_s": asyncio.run(alto_throughput(args.items, transport)),
+            "fanout_items_per_s": asyncio.run(alto_fanout(args.requests, 1000, transport)),
+        }
     print("hand-written actors ...", file=sys.stderr)
     h10 = asyncio.run(actors_latency(STAGES, args.samples))
     h0 = asyncio.run(actors_latency(0, args.samples))
@@ -233,6 +236,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         serve.shutdown()
     result["ratios"] = {
         "alto_vs_actors_items_per_s": result["alto"]["items_per_s"] / result["actors"]["items_per_s"],
+        "actors_vs_alto_hop_p50": result["actors"]["hop_p50_ms"] / max(result["alto"]["hop_p50_ms"], 1e-9),
     }
     if "serve" in result:
         result["ratios"]["alto_vs_serve_items_per_s"] = result["alto"]["items_per_s"] / result["serve"]["items_per_s"]

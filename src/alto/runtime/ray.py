@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import secrets
 import sys
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -44,6 +45,7 @@ from ..operators import Operator, Right, make_operator
 from ..pipeline import Pipeline, StageSpec
 from .base import Event, Requests, Runtime, fan_out, replica_chooser
 from .local import Inbox
+from .wire import Endpoint, Pool
 
 __all__ = ["RayRuntime", "ray_init"]
 
@@ -191,20 +193,48 @@ class _Sender:
             await asyncio.gather(*self._acks, return_exceptions=True)
 
 
+Send = Callable[[list[Any]], Any]  # a batch -> an awaitable of the receiver's queue length
+
+
+class Wiring:
+    """Where every replica and the gateway listen, and how to send them batches.
+
+    ``transport="tcp"`` (default): direct connections (:mod:`alto.runtime.wire`);
+    ``"ray"``: Ray actor calls (slower; for clusters whose nodes cannot open ports to
+    each other).
+    """
+
+    def __init__(self, handles: dict[str, list[Any]], addrs: dict[str, list[Any]], gateway: Any, gateway_addr: Any):
+        self.handles = handles
+        self.addrs = addrs
+        self.gateway = gateway
+        self.gateway_addr = gateway_addr
+
+    async def senders(self, pool: Pool | None, downstream: list[str]) -> tuple[dict[str, list[Send]], Send]:
+        """Send functions for every replica of the ``downstream`` stages and the sink."""
+        if pool is None:
+            sends = {d: [h.receive.remote for h in self.handles[d]] for d in downstream}
+            return sends, self.gateway.deliver.remote
+        conns = await asyncio.gather(*(pool.connect(a) for d in downstream for a in self.addrs[d]))
+        it = iter(conns)
+        sends = {d: [next(it).send for _ in self.addrs[d]] for d in downstream}
+        return sends, (await pool.connect(self.gateway_addr)).send
+
+
 def _build_emit(
     name: str,
     sender: _Sender,
     pipeline: Pipeline,
-    handles: dict[str, list[Any]],
-    gateway: Any,
+    sends: dict[str, list[Send]],
+    sink: Send,
 ) -> Callable[[Message], Any]:
     """The emit function of stage ``name``: route to downstream replicas and sinks."""
     targets: list[Callable[[Message], Any]] = []
     for dest, port in pipeline.downstream()[name]:
-        reps = handles[dest]
+        reps = sends[dest]
         spec = pipeline.stages[dest]
-        for i, h in enumerate(reps):
-            sender.link((dest, i), (lambda hh: lambda batch: hh.receive.remote(batch))(h))
+        for i, send in enumerate(reps):
+            sender.link((dest, i), send)
         wrap = port == 1
         if len(reps) == 1:
             key0 = (dest, 0)
@@ -218,9 +248,13 @@ def _build_emit(
         targets.append(route)
     if name in pipeline.outputs:
         sink_key = ("__sink__", pipeline.outputs.index(name))
-        sender.link(sink_key, lambda batch: gateway.deliver.remote(name, batch))
-        targets.append(lambda m: sender.put(sink_key, m))
+        sender.link(sink_key, sink)
+        targets.append(lambda m: sender.put(sink_key, (name, m)))
     return fan_out(targets)
+
+
+def _downstream(pipeline: Pipeline, name: str) -> list[str]:
+    return list(dict.fromkeys(dest for dest, _ in pipeline.downstream()[name]))
 
 
 class ReplicaActor:
@@ -242,22 +276,31 @@ class ReplicaActor:
         self.op: Operator | None = None
         self.gateway: Any = None
         self._task: asyncio.Task[None] | None = None
+        self.token: bytes | None = options.get("token") if options.get("transport", "tcp") == "tcp" else None
+        self.pool = Pool(self.token) if self.token else None
 
     # StageContext
     def fail(self, error: StageError) -> None:
         self.gateway.fail.remote(error)
 
-    async def setup(self) -> str:
+    async def setup(self) -> tuple[str, Any]:
+        """Start listening; returns (node id, address senders connect to)."""
         import ray
 
         self.inbox = Inbox(self.inbox_capacity)
-        return ray.get_runtime_context().get_node_id()
+        addr = None
+        if self.token is not None:
+            self.endpoint = Endpoint(self.receive, self.token)
+            addr = await self.endpoint.start(ray.util.get_node_ip_address())
+        return ray.get_runtime_context().get_node_id(), addr
 
-    async def wire(self, handles: dict[str, list[Any]], gateway: Any) -> None:
-        self.gateway = gateway
-        self.handles = handles
+    async def wire(self, wiring: Wiring) -> None:
+        """Connect to every downstream replica and the gateway (again after a replacement)."""
+        self.gateway = wiring.gateway
+        self.handles = wiring.handles
         self.sender = _Sender(self._report_dead)
-        emit = _build_emit(self.spec.name, self.sender, self.pipeline, handles, gateway)
+        sends, sink = await wiring.senders(self.pool, _downstream(self.pipeline, self.spec.name))
+        emit = _build_emit(self.spec.name, self.sender, self.pipeline, sends, sink)
         if self.op is None:
             self.op = make_operator(self.spec, self, emit)
             await self.op.setup()
@@ -295,9 +338,6 @@ class ReplicaActor:
                     self.op.cancel_request(rid)
                 else:
                     self.op.purge(rid)
-
-    async def rewire(self, handles: dict[str, list[Any]]) -> None:
-        await self.wire(handles, self.gateway)
 
     def node(self) -> str:
         import ray
@@ -363,6 +403,10 @@ class Gateway:
         self.health_interval_s = options.get("health_interval_s", 0.5)
         self.restart_timeout_s = options.get("restart_timeout_s", 15.0)
         self.health_timeout_s = options.get("health_timeout_s", 10.0)
+        self.addrs: dict[str, list[Any]] = {}
+        self.token: bytes | None = options.get("token") if options.get("transport", "tcp") == "tcp" else None
+        self.pool = Pool(self.token) if self.token else None
+        self.gateway_addr: Any = None
 
     async def start(self) -> dict[str, list[str]]:
         import ray
@@ -373,12 +417,17 @@ class Gateway:
         for spec in self.pipeline.stages.values():
             if spec.kind != "input":
                 self.handles[spec.name] = [self._spawn(spec, i) for i in range(spec.replicas)]
+        if self.token is not None:
+            self.endpoint = Endpoint(self._deliver, self.token)
+            self.gateway_addr = await self.endpoint.start(ray.util.get_node_ip_address())
         for name, hs in self.handles.items():
-            self.nodes[name] = await self._await_all([h.setup.remote() for h in hs], f"starting stage {name!r}", name)
-        await self._await_all(
-            [h.wire.remote(self.handles, self.me) for hs in self.handles.values() for h in hs], "wiring replicas", None
-        )
-        self._rewire_self()
+            started = await self._await_all([h.setup.remote() for h in hs], f"starting stage {name!r}", name)
+            self.nodes[name] = [node for node, _ in started]
+            self.addrs[name] = [addr for _, addr in started]
+        wiring = self._wiring()
+        calls = [h.wire.remote(wiring) for hs in self.handles.values() for h in hs]
+        await self._await_all(calls, "wiring replicas", None)
+        await self._rewire_self()
         loop = asyncio.get_running_loop()
         self._janitor = loop.create_task(self._forget_loop())
         self._health = loop.create_task(self._health_loop())
@@ -415,9 +464,14 @@ class Gateway:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _rewire_self(self) -> None:
+    def _wiring(self) -> Wiring:
+        return Wiring(self.handles, self.addrs, self.me, self.gateway_addr)
+
+    async def _rewire_self(self) -> None:
         self.sender = _Sender(lambda stage, i: self._spawn_task(self._replace_current(stage, i)))
-        self.inject = _build_emit("input", self.sender, self.pipeline, self.handles, self.me)
+        name = "input"  # the pipeline's single input stage
+        sends, sink = await self._wiring().senders(self.pool, _downstream(self.pipeline, name))
+        self.inject = _build_emit(name, self.sender, self.pipeline, sends, sink)
 
     # -- requests ------------------------------------------------------------------------
 
@@ -484,8 +538,12 @@ class Gateway:
             self._broadcast([rid], interrupt=True)
         self._streams.pop(rid, None)
 
-    async def deliver(self, output: str, batch: list[Any]) -> int:
-        for msg in batch:
+    async def deliver(self, batch: list[tuple[str, Message]]) -> int:
+        """Output messages, as ``(output stage, message)`` pairs (the Ray-call transport)."""
+        return await self._deliver(batch)
+
+    async def _deliver(self, batch: list[tuple[str, Message]]) -> int:
+        for output, msg in batch:
             self.requests.deliver(output, msg)
         return 0
 
@@ -574,32 +632,29 @@ class Gateway:
             except TimeoutError:
                 nodes = [TimeoutError("no node could host the replacement")] * len(new)
             fresh = set()
-            for (stage, index), node in zip(new, nodes, strict=True):
-                if isinstance(node, BaseException):
+            for (stage, index), started in zip(new, nodes, strict=True):
+                if isinstance(started, BaseException):
                     # e.g. placed on a node that was dying: the next health check retries.
                     # Kill it so a late start cannot hold the resources the retry needs.
-                    log.warning("replacement for %s[%d] failed to start: %s", stage, index, node)
+                    log.warning("replacement for %s[%d] failed to start: %s", stage, index, started)
                     ray.kill(new[(stage, index)])
                     self.failed_starts[(stage, index)] = self.failed_starts.get((stage, index), 0) + 1
                     continue
                 self.failed_starts.pop((stage, index), None)
                 self.handles[stage][index] = new[(stage, index)]
-                self.nodes[stage][index] = node
+                self.nodes[stage][index], self.addrs[stage][index] = started
                 self.restarts[(stage, index)] = self.restarts.get((stage, index), 0) + 1
                 fresh.add(new[(stage, index)])
             if not fresh:
                 return
-            calls = [
-                h.wire.remote(self.handles, self.me) if h in fresh else h.rewire.remote(self.handles)
-                for hs in self.handles.values()
-                for h in hs
-            ]
+            wiring = self._wiring()
+            calls = [h.wire.remote(wiring) for hs in self.handles.values() for h in hs]
             # Replicas that died meanwhile are found by the next health check.
             try:
                 await asyncio.wait_for(asyncio.gather(*calls, return_exceptions=True), self.start_timeout_s)
             except TimeoutError:
                 log.warning("rewiring after a restart timed out; the health check will retry")
-            self._rewire_self()
+            await self._rewire_self()
             self.replays += 1
             for rid, value in list(self.inputs.items()):  # replay everything not acknowledged
                 wait = self.inject(Item((rid,), value))
@@ -641,6 +696,9 @@ class Gateway:
         self._janitor.cancel()
         self._health.cancel()
         self.requests.close("the runtime was closed before this request finished")
+        if self.pool is not None:
+            await self.pool.close()
+            await self.endpoint.close()
         for hs in self.handles.values():
             for h in hs:
                 ray.kill(h)
@@ -657,6 +715,10 @@ class RayRuntime(Runtime):
         timeout_s: longest wait for one request (error message on expiry).
         start_timeout_s: longest wait for replicas to be placed and started.
         max_restarts: replacements per replica before its requests fail.
+        transport: ``"tcp"`` (default): items travel on direct connections between
+            replicas (each replica listens on its node's IP; nodes must reach each
+            other's ports, as Ray's own workers do); ``"ray"``: as Ray actor calls
+            (about 10x slower per hop; for networks that allow only Ray's ports).
         inbox_capacity, batch_size, max_requests, sync_budget_s: as for LocalRuntime.
     """
 
@@ -664,6 +726,11 @@ class RayRuntime(Runtime):
         self, pipeline: Pipeline, *, address: str | None = None, streaming: bool = True, **options: Any
     ) -> None:
         pipeline.validate()
+        transport = options.setdefault("transport", "tcp")
+        if transport not in ("tcp", "ray"):
+            raise ValueError(f"transport={transport!r}: use 'tcp' (direct connections, default) or 'ray' (actor calls)")
+        # Only replicas of this runtime know the token, so only they can feed each other.
+        options.setdefault("token", secrets.token_bytes(16))
         self.pipeline = pipeline
         self.address = address
         self.streaming = streaming
