@@ -98,6 +98,7 @@ async def run_with_fault(p: alto.Pipeline, fault):
         return out, seen, await rt.stats()
 
 
+@pytest.mark.faults
 @pytest.mark.parametrize("stage", ["total", "square"])
 def test_killing_a_replica_mid_stream(ray_cluster, stage):
     async def kill(rt):
@@ -109,7 +110,7 @@ def test_killing_a_replica_mid_stream(ray_cluster, stage):
     assert stats["replays"] >= 1 and stats["restarts"] == {f"{stage}[0]": 1}
 
 
-@pytest.mark.node_loss  # not in `make test` until the intermittent stall is fixed (issue 5)
+@pytest.mark.faults
 @pytest.mark.timeout(420)  # Ray may take tens of seconds to declare a node dead
 def test_removing_a_node_mid_stream(ray_cluster):
     doomed = ray_cluster.add_node(num_cpus=2, resources={"drill": 2})
@@ -135,6 +136,7 @@ def test_removing_a_node_mid_stream(ray_cluster):
     assert {"square[0]", "square[1]"} <= set(stats["restarts"])  # and whatever else lived there
 
 
+@pytest.mark.faults
 def test_a_stage_that_keeps_failing_gives_stage_error(ray_cluster):
     def always(x):
         raise ConnectionError("backend down")

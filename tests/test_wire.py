@@ -1,0 +1,118 @@
+"""The RayRuntime's data path: framed batches over TCP (alto.runtime.wire), without Ray."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from alto.ancestry import Done, Item
+from alto.runtime.wire import Endpoint, Pool
+from conftest import arun
+
+
+async def _server(receive, token=b"t" * 16):
+    server = Endpoint(receive, token)
+    addr = await server.start("127.0.0.1")
+    return server, addr
+
+
+def test_batches_arrive_in_order_and_acks_carry_the_queue_length():
+    async def main():
+        got = []
+
+        async def receive(batch):
+            got.extend(batch)
+            return len(got)
+
+        server, addr = await _server(receive)
+        pool = Pool(b"t" * 16)
+        conn = await pool.connect(addr)
+        assert await pool.connect(addr) is conn  # reused
+        msgs = [Item((1, i), {"i": i}) for i in range(100)] + [Done((1,), 100, "parent")]
+        acks = [conn.send(msgs[i : i + 7]) for i in range(0, len(msgs), 7)]
+        loads = await asyncio.gather(*acks)
+        await pool.close()
+        await server.close()
+        return got, msgs, loads
+
+    got, msgs, loads = arun(main())
+
+    def key(m):
+        return type(m).__name__, m.path, getattr(m, "value", None), getattr(m, "count", None)
+
+    assert [key(m) for m in got] == [key(m) for m in msgs]  # ancestry messages, in order
+    assert loads == sorted(loads) and loads[-1] == len(msgs)
+
+
+def test_values_plain_pickle_cannot_carry_travel_by_cloudpickle():
+    async def main():
+        got = []
+
+        async def receive(batch):
+            got.extend(batch)
+            return 0
+
+        server, addr = await _server(receive)
+        pool = Pool(b"t" * 16)
+        conn = await pool.connect(addr)
+        await conn.send([Item((1,), lambda x: x + 1)])
+        await pool.close()
+        await server.close()
+        return got
+
+    (item,) = arun(main())
+    assert item.value(1) == 2
+
+
+def test_a_connection_without_the_token_is_closed():
+    async def main():
+        got = []
+
+        async def receive(batch):
+            got.extend(batch)
+            return 0
+
+        server, addr = await _server(receive, token=b"right-token-1234")
+        conn = await Pool(b"wrong-token-1234").connect(addr)
+        with pytest.raises(ConnectionError):
+            await asyncio.wait_for(conn.send([1, 2, 3]), 5)
+        await server.close()
+        return got
+
+    assert arun(main()) == []
+
+
+def test_a_dead_receiver_fails_every_unacknowledged_batch():
+    async def main():
+        release = asyncio.Event()
+
+        async def receive(batch):
+            await release.wait()  # backpressure: the receiver does not accept yet
+            return 0
+
+        server, addr = await _server(receive)
+        conn = await Pool(b"t" * 16).connect(addr)
+        acks = [conn.send([i]) for i in range(3)]
+        await asyncio.sleep(0.1)
+        assert not any(a.done() for a in acks)  # held back, not acknowledged
+        await server.close()  # the receiver dies
+        results = await asyncio.wait_for(asyncio.gather(*acks, return_exceptions=True), 5)
+        later = conn.send([4])
+        with pytest.raises(ConnectionError):
+            await later
+        return results
+
+    results = arun(main())
+    assert all(isinstance(r, ConnectionError) for r in results)
+
+
+def test_an_unreachable_receiver_gives_a_failed_connection():
+    async def main():
+        server, addr = await _server(lambda b: asyncio.sleep(0, 0))
+        await server.close()  # nothing listens there any more
+        conn = await Pool(b"t" * 16).connect(addr)
+        with pytest.raises(ConnectionError):
+            await conn.send([1])
+
+    arun(main())
