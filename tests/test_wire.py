@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import pickle
 
 import pytest
 
 from alto.ancestry import Done, Item
-from alto.runtime.wire import Endpoint, Pool
+from alto.runtime.wire import _LEN, Endpoint, Pool
 from conftest import arun
 
 
@@ -116,3 +117,30 @@ def test_an_unreachable_receiver_gives_a_failed_connection():
             await conn.send([1])
 
     arun(main())
+
+
+def test_an_undecodable_batch_is_reported_and_the_connection_lives_on(caplog):
+    async def main():
+        got = []
+
+        async def receive(batch):
+            got.extend(batch)
+            return len(got)
+
+        token = b"t" * 16
+        server, addr = await _server(receive, token)
+        reader, writer = await asyncio.open_connection(*addr)
+        good = pickle.dumps(["fine"])
+        writer.write(token + _LEN.pack(7) + b"garbage" + _LEN.pack(len(good)) + good)
+        acks = [pickle.loads(await reader.readexactly(await _ack_len(reader))) for _ in range(2)]
+        writer.close()
+        await server.close()
+        return got, acks
+
+    got, acks = arun(main())
+    assert got == ["fine"] and acks == [0, 1]
+    assert "could not decode a batch of 7 bytes" in caplog.text
+
+
+async def _ack_len(reader):
+    return _LEN.unpack(await reader.readexactly(_LEN.size))[0]

@@ -290,7 +290,7 @@ class ReplicaActor:
         self.inbox = Inbox(self.inbox_capacity)
         addr = None
         if self.token is not None:
-            self.endpoint = Endpoint(self.receive, self.token)
+            self.endpoint = Endpoint(self.receive, self.token, f"{self.spec.name}[{self.index}]")
             addr = await self.endpoint.start(ray.util.get_node_ip_address())
         return ray.get_runtime_context().get_node_id(), addr
 
@@ -418,7 +418,7 @@ class Gateway:
             if spec.kind != "input":
                 self.handles[spec.name] = [self._spawn(spec, i) for i in range(spec.replicas)]
         if self.token is not None:
-            self.endpoint = Endpoint(self._deliver, self.token)
+            self.endpoint = Endpoint(self._deliver, self.token, "gateway")
             self.gateway_addr = await self.endpoint.start(ray.util.get_node_ip_address())
         for name, hs in self.handles.items():
             started = await self._await_all([h.setup.remote() for h in hs], f"starting stage {name!r}", name)

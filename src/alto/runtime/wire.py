@@ -36,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
+import logging
 import pickle
 import struct
 from collections import deque
@@ -44,6 +45,7 @@ from typing import Any
 
 __all__ = ["Connection", "Endpoint", "Pool", "dumps", "loads"]
 
+log = logging.getLogger("alto.wire")
 _LEN = struct.Struct("!I")
 CONNECT_TIMEOUT_S = 10.0
 
@@ -79,8 +81,9 @@ class Endpoint:
     reading from that sender (TCP then slows it too).
     """
 
-    def __init__(self, receive: Callable[[list[Any]], Awaitable[int]], token: bytes) -> None:
+    def __init__(self, receive: Callable[[list[Any]], Awaitable[int]], token: bytes, name: str = "receiver") -> None:
         self._receive = receive
+        self.name = name
         self._token = token
         self._server: asyncio.Server | None = None
         self._handlers: set[asyncio.Task[Any]] = set()
@@ -99,8 +102,21 @@ class Endpoint:
             if not hmac.compare_digest(token, self._token):
                 return
             while True:
-                batch = await _read_frame(reader)
-                writer.write(_frame(await self._receive(batch)))
+                (n,) = _LEN.unpack(await reader.readexactly(_LEN.size))
+                data = await reader.readexactly(n)
+                try:
+                    batch = loads(data)
+                except Exception:
+                    # e.g. a value whose class this process cannot import: keep the
+                    # connection (the other batches are fine) and say what went wrong
+                    log.exception(
+                        "%s: could not decode a batch of %d bytes (is every class your stages return "
+                        "importable on every node?); its requests will time out",
+                        self.name,
+                        n,
+                    )
+                    batch = []
+                writer.write(_frame(await self._receive(batch) if batch else 0))
         except (asyncio.IncompleteReadError, ConnectionError, TimeoutError):
             pass  # the sender went away; what it did not get acknowledged it replays
         finally:
