@@ -47,6 +47,8 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/overhead.py --out docs/overhead.json
+	$(PY) benchmarks/ray_overhead.py --out docs/ray_overhead.json
+	$(PY) benchmarks/plot.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

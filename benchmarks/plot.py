@@ -1,0 +1,68 @@
+"""Plots of the benchmark JSON files in docs/ (run after the benchmarks).
+
+python benchmarks/plot.py            # docs/overhead.png, docs/ray_overhead.png
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+import matplotlib.pyplot as plt
+
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+
+
+def bars(ax, labels: list[str], values: list[float], title: str, unit: str, log: bool = False) -> None:
+    colors = ["#2b6cb0" if label.startswith("ALTO") else "#a0aec0" for label in labels]
+    ax.barh(labels[::-1], values[::-1], color=colors[::-1])
+    ax.set_title(title)
+    ax.set_xlabel(unit)
+    if log:
+        ax.set_xscale("log")
+    for y, v in enumerate(values[::-1]):
+        ax.text(v, y, f" {v:,.2f}" if v < 100 else f" {v:,.0f}", va="center", fontsize=8)
+
+
+def ray_plot(data: dict, out: Path) -> None:
+    rows = [
+        ("ALTO (TCP transport)", "alto"),
+        ("ALTO (transport='ray')", "alto_ray_calls"),
+        ("hand-written actors", "actors"),
+        ("Ray Serve chain", "serve"),
+    ]
+    rows = [(label, key) for label, key in rows if key in data]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 3.2))
+    labels = [label for label, _ in rows]
+    bars(a, labels, [data[k]["hop_p50_ms"] for _, k in rows], "per-hop latency, p50 (lower is better)", "ms")
+    bars(b, labels, [data[k]["items_per_s"] for _, k in rows], "items/s through 10 stages", "items/s (log)", log=True)
+    fig.suptitle("RayRuntime overhead, 10 no-op stages, same Ray instance (2 cores)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+
+
+def local_plot(data: dict, out: Path) -> None:
+    fig, ax = plt.subplots(figsize=(7, 2.6))
+    labels = ["ALTO LocalRuntime (async stages)", "ALTO LocalRuntime (plain functions)", "asyncio.Queue floor"]
+    values = [data["alto_us_per_hop"], data["chain_plain_functions"]["alto_us_per_hop"], data["floor_us_per_hop"]]
+    bars(ax, labels, values, "µs per item per hop, 10 no-op stages (lower is better)", "µs")
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+
+
+def main() -> None:
+    for name, plot in (("overhead", local_plot), ("ray_overhead", ray_plot)):
+        src = DOCS / f"{name}.json"
+        if not src.exists():
+            print(f"skipping {src.name}: run benchmarks/{name}.py --out {src} first", file=sys.stderr)
+            continue
+        plot(json.loads(src.read_text()), DOCS / f"{name}.png")
+        print(f"wrote docs/{name}.png", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
