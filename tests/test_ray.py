@@ -147,6 +147,24 @@ def test_a_stage_that_keeps_failing_gives_stage_error(ray_cluster):
     assert all(isinstance(e, alto.StageError) and isinstance(e.__cause__, ConnectionError) for e in out)
 
 
+def test_replicas_forget_finished_requests_in_bounded_memory(ray_cluster):
+    p = alto.Pipeline("many")
+    p.output(p.input().map(str, name="s"))
+
+    async def main():
+        async with RayRuntime(p) as rt:
+            assert await rt.map(range(300)) == [str(i) for i in range(300)]
+            for _ in range(50):  # the gateway tells replicas about finished requests every 0.2 s
+                await asyncio.sleep(0.1)
+                ended = (await rt.debug_state())["replicas"]["s[0]"]["ended"]
+                if ended["below"] == 300:
+                    return ended
+            return ended
+
+    ended = arun(main())
+    assert ended == {"below": 300, "listed": 0}  # all 300 ended, none needs an entry
+
+
 def test_actors_are_gone_after_exit(ray_cluster):
     p = alto.Pipeline("short")
     p.output(p.input().map(str, replicas=2, name="s"))

@@ -135,3 +135,22 @@ def test_keyed_stage_rejects_unkeyed_router():
     p = alto.Pipeline("p")
     with pytest.raises(alto.PipelineError, match=r"same replica; use router='rendezvous'"):
         p.input().expand(list).aggregate(lambda a, b: b, replicas=2, router="round_robin")
+
+
+class Concat:  # an incremental aggregator
+    def start(self, parent):
+        self.parts = []
+
+    def add(self, index, child):
+        self.parts.append(child)
+
+    def finish(self):
+        return "".join(self.parts)
+
+
+@pytest.mark.parametrize("agg", [lambda parent, xs: xs, Concat], ids=["function", "incremental"])
+def test_stateful_is_refused_on_aggregates_of_either_form(agg):
+    p = alto.Pipeline("st")
+    kids = p.input().expand(list)
+    with pytest.raises(alto.PipelineError, match=r"aggregate .*stateful= applies to map, filter and expand"):
+        kids.aggregate(agg, stateful=True)

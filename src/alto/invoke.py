@@ -14,7 +14,7 @@ import inspect
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Container, Iterable
 from typing import Any
 
 __all__ = [
@@ -70,7 +70,7 @@ def run_sync_batch(
     fn: Callable[[Any], Any],
     values: list[Any],
     rids: list[int],
-    cancelled: set[int],
+    cancelled: Container[int],
     retries: int,
     budget_s: float,
 ) -> list[tuple[bool, Any]]:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Container
 from concurrent.futures import Executor
 from contextlib import aclosing
 from typing import Any, Protocol
@@ -53,7 +53,7 @@ class StageContext(Protocol):
     """What an operator needs from its runtime."""
 
     streaming: bool
-    cancelled: set[int]
+    cancelled: Container[int]
     executor: Executor
     sync_budget_s: float
 

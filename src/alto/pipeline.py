@@ -431,7 +431,5 @@ def _check_options(spec: StageSpec) -> None:
                 "group must reach the same replica; use router='rendezvous' (the default) or a "
                 "Router with keyed = True"
             )
-    if spec.kind == "aggregate" and _is_incremental_aggregator(spec.fn):
-        return
     if spec.stateful and spec.kind not in ("map", "filter", "expand"):
         raise PipelineError(f"{where}: stateful= applies to map, filter and expand stages")

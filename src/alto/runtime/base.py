@@ -36,6 +36,43 @@ class Event:
 _END = object()
 
 
+class Ended:
+    """Ids of requests that are over (finished, failed or cancelled), in memory that
+    grows with the requests still open, not with all requests ever served.
+
+    Request ids are handed out in order and every request ends, so all ids below a
+    low-water mark are over and need no entry of their own:
+
+    >>> ended = Ended()
+    >>> ended.update([1, 3])
+    >>> 1 in ended, 0 in ended, 3 in ended
+    (True, False, True)
+    >>> ended.add(0); ended.add(2)
+    >>> ended.low, len(ended.above), 2 in ended
+    (4, 0, True)
+    """
+
+    __slots__ = ("above", "low")
+
+    def __init__(self) -> None:
+        self.low = 0
+        self.above: set[int] = set()
+
+    def __contains__(self, rid: object) -> bool:
+        return isinstance(rid, int) and (rid < self.low or rid in self.above)
+
+    def add(self, rid: int) -> None:
+        if rid >= self.low:
+            self.above.add(rid)
+            while self.low in self.above:
+                self.above.discard(self.low)
+                self.low += 1
+
+    def update(self, rids: Iterable[int]) -> None:
+        for rid in rids:
+            self.add(rid)
+
+
 def replica_chooser(spec: StageSpec, n: int, load: Callable[[int], float]) -> Callable[[Message], int]:
     """The replica index (of ``n``) that one sender picks for each message to ``spec``.
 

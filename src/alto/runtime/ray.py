@@ -43,7 +43,7 @@ from ..ancestry import Item, Message
 from ..errors import StageError
 from ..operators import Operator, Right, make_operator
 from ..pipeline import Pipeline, StageSpec
-from .base import Event, Requests, Runtime, fan_out, replica_chooser
+from .base import Ended, Event, Requests, Runtime, fan_out, replica_chooser
 from .local import Inbox
 from .wire import Endpoint, Pool
 
@@ -267,7 +267,8 @@ class ReplicaActor:
         self.spec = self.pipeline.stages[stage]
         self.index = index
         self.streaming = streaming
-        self.cancelled: set[int] = set()
+        # every request ends up here (finished ones too: replays may still bring their items)
+        self.cancelled = Ended()
         self.sync_budget_s = options.get("sync_budget_s", 0.002)
         self.inbox_capacity = options.get("inbox_capacity", 256)
         self.batch_size = options.get("batch_size", 64)
@@ -358,6 +359,7 @@ class ReplicaActor:
             "busy": self.op.busy if self.op else None,
             "handled": self.op.handled if self.op else None,
             "groups": getattr(self.op, "open_groups", None),
+            "ended": {"below": self.cancelled.low, "listed": len(self.cancelled.above)},
             "links": {f"{k[0]}[{k[1]}]": (v.inflight, v.dead, len(v.buf)) for k, v in links._links.items()}
             if links
             else {},
