@@ -75,8 +75,8 @@ def load_pipeline(resources=None, delay: float = 0.01) -> alto.Pipeline:
 EXPECTED = [(n, sum(x * x for x in range(n, n + 20)), 20) for n in range(40)]
 
 
-async def run_with_fault(p: alto.Pipeline, fault):
-    async with RayRuntime(p, timeout_s=300) as rt:
+async def run_with_fault(p: alto.Pipeline, fault, **options):
+    async with RayRuntime(p, timeout_s=300, **options) as rt:
         results = asyncio.ensure_future(rt.map(range(40)))
         seen = collections.Counter()
 
@@ -99,12 +99,16 @@ async def run_with_fault(p: alto.Pipeline, fault):
 
 
 @pytest.mark.faults
-@pytest.mark.parametrize("stage", ["total", "square"])
-def test_killing_a_replica_mid_stream(ray_cluster, stage):
+@pytest.mark.parametrize(
+    ("stage", "transport"),
+    [("total", "tcp"), ("square", "tcp"), ("square", "ray")],
+    ids=["total", "square", "ray-calls"],
+)
+def test_killing_a_replica_mid_stream(ray_cluster, stage, transport):
     async def kill(rt):
         ray.kill(await rt.replica(stage, 0), no_restart=True)
 
-    results, seen, stats = arun(run_with_fault(load_pipeline(), kill))
+    results, seen, stats = arun(run_with_fault(load_pipeline(), kill, transport=transport))
     assert results == EXPECTED
     assert all(n == 1 for n in seen.values())  # each event exactly once
     assert stats["replays"] >= 1 and stats["restarts"] == {f"{stage}[0]": 1}
@@ -163,6 +167,13 @@ def test_replicas_forget_finished_requests_in_bounded_memory(ray_cluster):
 
     ended = arun(main())
     assert ended == {"below": 300, "listed": 0}  # all 300 ended, none needs an entry
+
+
+def test_unknown_transport_is_refused_before_anything_starts():
+    p = alto.Pipeline("t")
+    p.output(p.input().map(str))
+    with pytest.raises(ValueError, match=r"transport='grpc'.*'tcp'.*'ray'"):
+        RayRuntime(p, transport="grpc")
 
 
 def test_actors_are_gone_after_exit(ray_cluster):

@@ -12,6 +12,17 @@ from alto.runtime.wire import _LEN, Endpoint, Pool
 from conftest import arun
 
 
+def collector():
+    """A receive function that keeps every message; acks with the count so far."""
+    got: list = []
+
+    async def receive(batch):
+        got.extend(batch)
+        return len(got)
+
+    return got, receive
+
+
 async def _server(receive, token=b"t" * 16):
     server = Endpoint(receive, token)
     addr = await server.start("127.0.0.1")
@@ -20,11 +31,7 @@ async def _server(receive, token=b"t" * 16):
 
 def test_batches_arrive_in_order_and_acks_carry_the_queue_length():
     async def main():
-        got = []
-
-        async def receive(batch):
-            got.extend(batch)
-            return len(got)
+        got, receive = collector()
 
         server, addr = await _server(receive)
         pool = Pool(b"t" * 16)
@@ -48,11 +55,7 @@ def test_batches_arrive_in_order_and_acks_carry_the_queue_length():
 
 def test_values_plain_pickle_cannot_carry_travel_by_cloudpickle():
     async def main():
-        got = []
-
-        async def receive(batch):
-            got.extend(batch)
-            return 0
+        got, receive = collector()
 
         server, addr = await _server(receive)
         pool = Pool(b"t" * 16)
@@ -68,11 +71,7 @@ def test_values_plain_pickle_cannot_carry_travel_by_cloudpickle():
 
 def test_a_connection_without_the_token_is_closed():
     async def main():
-        got = []
-
-        async def receive(batch):
-            got.extend(batch)
-            return 0
+        got, receive = collector()
 
         server, addr = await _server(receive, token=b"right-token-1234")
         conn = await Pool(b"wrong-token-1234").connect(addr)
@@ -121,11 +120,7 @@ def test_an_unreachable_receiver_gives_a_failed_connection():
 
 def test_an_undecodable_batch_is_reported_and_the_connection_lives_on(caplog):
     async def main():
-        got = []
-
-        async def receive(batch):
-            got.extend(batch)
-            return len(got)
+        got, receive = collector()
 
         token = b"t" * 16
         server, addr = await _server(receive, token)
