@@ -115,6 +115,29 @@ def test_killing_a_replica_mid_stream(ray_cluster, stage, transport):
 
 
 @pytest.mark.faults
+def test_only_requests_that_reached_the_lost_replica_are_replayed(ray_cluster):
+    async def slow(x):
+        await asyncio.sleep(0.3)
+        return -x
+
+    p = alto.Pipeline("spread")
+    p.output(p.input().map(slow, replicas=4, concurrency=4, name="work"))
+
+    async def main():
+        async with RayRuntime(p, timeout_s=120) as rt:
+            results = asyncio.ensure_future(rt.map(range(40)))
+            await asyncio.sleep(0.4)
+            ray.kill(await rt.replica("work", 0), no_restart=True)
+            return await asyncio.wait_for(results, 120), await rt.stats()
+
+    results, stats = arun(main())
+    assert results == [-x for x in range(40)]
+    assert stats["restarts"] == {"work[0]": 1}
+    # about a quarter of the requests went to replica 0; the rest lost nothing
+    assert 1 <= stats["replayed_requests"] <= 25, stats
+
+
+@pytest.mark.faults
 @pytest.mark.timeout(420)  # Ray may take tens of seconds to declare a node dead
 def test_removing_a_node_mid_stream(ray_cluster):
     doomed = ray_cluster.add_node(num_cpus=2, resources={"drill": 2})

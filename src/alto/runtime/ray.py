@@ -4,8 +4,10 @@ Every stage replica is an async Ray actor (:class:`ReplicaActor`) placed with th
 stage's ``resources`` (``num_cpus``, ``num_gpus``, custom resources). It runs the same
 :mod:`alto.operators`, :mod:`alto.routing` and :mod:`alto.ancestry` code as the local
 runtime. Senders route every item themselves and push *batches* straight to the chosen
-downstream actor (no central hop): messages emitted in one turn of the event loop
-leave together, so a busy stage sends few, large calls and a slow one sends at once.
+downstream replica (no central hop) over a direct TCP connection
+(:mod:`alto.runtime.wire`; ``transport="ray"`` uses actor calls instead): messages
+emitted in one turn of the event loop leave together, so a busy stage sends few,
+large batches and a slow one sends at once.
 Receivers answer each batch with their queue length, which the sender's router uses
 (load reports piggybacked on acknowledgements). A window of unacknowledged batches
 per link, and bounded inboxes, give backpressure.
@@ -15,10 +17,12 @@ sinks (:class:`~alto.runtime.base.Requests`, shared with the local runtime) and
 supervises replicas.
 
 **Failures.** A sender whose batch fails because its receiver died reports it to the
-gateway, which starts a replacement with the same resources (on any live node),
-rewires every sender to it and *replays*: the gateway keeps the input of every request
-that has not completed (an unacknowledged message, end to end) and sends them again to
-the live replicas. Receivers deduplicate by path -- aggregation groups count each child
+gateway (a health check finds the rest), which starts a replacement with the same
+resources (on another live node if it can), rewires every sender to it in place and
+*replays*: the gateway keeps the input of every request that has not completed (an
+unacknowledged message, end to end); every sender records which open requests it sent
+items of to each replica, so only the requests that reached the lost replica are sent
+again. Receivers deduplicate by path -- aggregation groups count each child
 index once, zip pairs each path once, output sinks resolve each path once -- so every
 result is delivered exactly once, and aggregation state lost with a replica is rebuilt
 from the replayed items. Replay assumes stages give the same output for the same
@@ -102,10 +106,11 @@ def _dumps(obj: Any, pipeline: Pipeline) -> bytes:
 class _Link:
     """A sender's connection to one receiver: batching, a window of unacked batches."""
 
-    __slots__ = ("buf", "dead", "inflight", "load", "send", "waiters")
+    __slots__ = ("buf", "dead", "gen", "inflight", "load", "send", "waiters")
 
     def __init__(self, send: Callable[[list[Any]], Any]) -> None:
         self.send = send
+        self.gen = 0  # bumped when rewired to a replacement: late failures of old batches are ignored
         self.buf: list[Any] = []
         self.inflight = 0
         self.load = 0
@@ -116,8 +121,9 @@ class _Link:
 class _Sender:
     """Routes messages to downstream actors and flushes batches once per loop turn."""
 
-    def __init__(self, on_dead: Callable[[str, int], None]) -> None:
+    def __init__(self, on_dead: Callable[[str, int], None], sent: dict[tuple[str, int], set[int]]) -> None:
         self._loop = asyncio.get_running_loop()
+        self._sent = sent  # open request ids sent on each link: who to replay if it dies
         self._links: dict[tuple[str, int], _Link] = {}
         self._dirty: set[tuple[str, int]] = set()
         self._scheduled = False
@@ -125,11 +131,24 @@ class _Sender:
         self._acks: set[asyncio.Task[Any]] = set()
 
     def link(self, key: tuple[str, int], send: Callable[[list[Any]], Any]) -> _Link:
-        link = self._links[key] = _Link(send)
+        """Connect ``key`` to ``send``; an existing link is rewired in place, so emit
+        functions built earlier (still held by work in progress) reach the replacement."""
+        link = self._links.get(key)
+        if link is None:
+            link = self._links[key] = _Link(send)
+        elif link.send != send:
+            link.send = send
+            link.dead = False
+            link.gen += 1
         return link
 
-    def put(self, key: tuple[str, int], msg: Any) -> asyncio.Future[None] | None:
+    def put(self, key: tuple[str, int], msg: Any, rid: int | None = None) -> asyncio.Future[None] | None:
         link = self._links[key]
+        if rid is not None:
+            sent = self._sent.get(key)
+            if sent is None:
+                sent = self._sent[key] = set()
+            sent.add(rid)
         if link.dead:
             return None  # the replay after the replacement regenerates it
         link.buf.append(msg)
@@ -158,22 +177,22 @@ class _Sender:
             except Exception as exc:
                 self._acked(key, link, exc)
                 continue
-            task = self._loop.create_task(self._await_ack(key, link, ref))
+            task = self._loop.create_task(self._await_ack(key, link, link.gen, ref))
             self._acks.add(task)
             task.add_done_callback(self._acks.discard)
 
-    async def _await_ack(self, key: tuple[str, int], link: _Link, ref: Any) -> None:
+    async def _await_ack(self, key: tuple[str, int], link: _Link, gen: int, ref: Any) -> None:
         try:
             load = await ref
         except Exception as exc:
-            self._acked(key, link, exc)
+            self._acked(key, link, exc, gen)
         else:
             link.load = load if isinstance(load, int) else 0
-            self._acked(key, link, None)
+            self._acked(key, link, None, gen)
 
-    def _acked(self, key: tuple[str, int], link: _Link, error: BaseException | None) -> None:
+    def _acked(self, key: tuple[str, int], link: _Link, error: BaseException | None, gen: int | None = None) -> None:
         link.inflight -= 1
-        if error is not None and not link.dead:
+        if error is not None and not link.dead and gen in (None, link.gen):
             link.dead = True
             log.warning("link to %s[%d] failed: %s", key[0], key[1], error)
             self._on_dead(*key)
@@ -238,12 +257,12 @@ def _build_emit(
         wrap = port == 1
         if len(reps) == 1:
             key0 = (dest, 0)
-            targets.append((lambda k, w: lambda m: sender.put(k, Right(m) if w else m))(key0, wrap))
+            targets.append((lambda k, w: lambda m: sender.put(k, Right(m) if w else m, m.path[0]))(key0, wrap))
             continue
         choose = replica_chooser(spec, len(reps), lambda j, dest=dest: sender.load((dest, j)))
 
         def route(msg: Message, dest: str = dest, choose: Any = choose, wrap: bool = wrap) -> Any:
-            return sender.put((dest, choose(msg)), Right(msg) if wrap else msg)
+            return sender.put((dest, choose(msg)), Right(msg) if wrap else msg, msg.path[0])
 
         targets.append(route)
     if name in pipeline.outputs:
@@ -269,6 +288,7 @@ class ReplicaActor:
         self.streaming = streaming
         # every request ends up here (finished ones too: replays may still bring their items)
         self.cancelled = Ended()
+        self.sent: dict[tuple[str, int], set[int]] = {}
         self.sync_budget_s = options.get("sync_budget_s", 0.002)
         self.inbox_capacity = options.get("inbox_capacity", 256)
         self.batch_size = options.get("batch_size", 64)
@@ -299,7 +319,8 @@ class ReplicaActor:
         """Connect to every downstream replica and the gateway (again after a replacement)."""
         self.gateway = wiring.gateway
         self.handles = wiring.handles
-        self.sender = _Sender(self._report_dead)
+        if getattr(self, "sender", None) is None:
+            self.sender = _Sender(self._report_dead, self.sent)
         sends, sink = await wiring.senders(self.pool, _downstream(self.pipeline, self.spec.name))
         emit = _build_emit(self.spec.name, self.sender, self.pipeline, sends, sink)
         if self.op is None:
@@ -333,12 +354,18 @@ class ReplicaActor:
     async def cancel(self, rids: list[int], interrupt: bool) -> None:
         """Forget finished requests (purge state), or cancel failed ones (interrupt work)."""
         self.cancelled.update(rids)
+        for sent in self.sent.values():
+            sent.difference_update(rids)
         if self.op is not None:
             for rid in rids:
                 if interrupt:
                     self.op.cancel_request(rid)
                 else:
                     self.op.purge(rid)
+
+    def sent_to(self, keys: list[tuple[str, int]]) -> set[int]:
+        """Open requests this replica sent items of to any of the replicas ``keys``."""
+        return set().union(*(self.sent.get(tuple(k), ()) for k in keys))  # type: ignore[arg-type]
 
     def node(self) -> str:
         import ray
@@ -397,6 +424,8 @@ class Gateway:
         self.inputs: dict[int, Any] = {}
         self.finished: list[int] = []
         self.replays = 0
+        self.replayed_requests = 0
+        self.sent: dict[tuple[str, int], set[int]] = {}
         self._streams: dict[int, Any] = {}
         self._topology_lock = asyncio.Lock()
         self.suspect_nodes: set[str] = set()
@@ -470,7 +499,8 @@ class Gateway:
         return Wiring(self.handles, self.addrs, self.me, self.gateway_addr)
 
     async def _rewire_self(self) -> None:
-        self.sender = _Sender(lambda stage, i: self._spawn_task(self._replace_current(stage, i)))
+        if getattr(self, "sender", None) is None:
+            self.sender = _Sender(lambda stage, i: self._spawn_task(self._replace_current(stage, i)), self.sent)
         name = "input"  # the pipeline's single input stage
         sends, sink = await self._wiring().senders(self.pool, _downstream(self.pipeline, name))
         self.inject = _build_emit(name, self.sender, self.pipeline, sends, sink)
@@ -489,6 +519,8 @@ class Gateway:
     def _finish(self, rid: int) -> None:
         self.inputs.pop(rid, None)
         self.finished.append(rid)
+        for sent in self.sent.values():
+            sent.discard(rid)
 
     async def submit(self, value: Any) -> tuple[bool, Any]:
         """``(True, result)`` or ``(False, exception)``: errors travel as values so the
@@ -658,10 +690,30 @@ class Gateway:
                 log.warning("rewiring after a restart timed out; the health check will retry")
             await self._rewire_self()
             self.replays += 1
-            for rid, value in list(self.inputs.items()):  # replay everything not acknowledged
-                wait = self.inject(Item((rid,), value))
-                if wait is not None:
-                    await wait
+            affected = await self._affected([k for k, h in new.items() if h in fresh])
+            for rid, value in list(self.inputs.items()):
+                if affected is None or rid in affected:
+                    self.replayed_requests += 1
+                    wait = self.inject(Item((rid,), value))
+                    if wait is not None:
+                        await wait
+
+    async def _affected(self, keys: list[tuple[str, int]]) -> set[int] | None:
+        """Open requests that had items sent to the replicas ``keys`` (only those can have
+        lost anything with them); ``None`` -- replay everything -- if a sender cannot say.
+
+        A request whose sender died too is found through that sender's own replacement
+        (every path of lost work starts at a live sender or at the gateway).
+        """
+        handles = [h for hs in self.handles.values() for h in hs]
+        try:
+            answers = await asyncio.wait_for(
+                asyncio.gather(*(h.sent_to.remote(keys) for h in handles)), self.health_timeout_s
+            )
+        except Exception as exc:
+            log.warning("replaying every open request: a replica could not say what it sent (%s)", exc)
+            return None
+        return set().union(*answers, *(self.sent.get(k, ()) for k in keys))
 
     async def debug_state(self) -> dict[str, Any]:
         """Everything a stuck run would need explaining: open requests, every replica's
@@ -676,6 +728,7 @@ class Gateway:
         return {
             "open_requests": sorted(self.inputs),
             "replays": self.replays,
+            "replayed_requests": self.replayed_requests,
             "restarts": {f"{s}[{i}]": n for (s, i), n in self.restarts.items()},
             "gateway_links": {
                 f"{k[0]}[{k[1]}]": (v.inflight, v.dead, len(v.buf)) for k, v in self.sender._links.items()
@@ -690,7 +743,11 @@ class Gateway:
         return self.handles[stage][index]
 
     def stats(self) -> dict[str, Any]:
-        return {"replays": self.replays, "restarts": {f"{s}[{i}]": n for (s, i), n in self.restarts.items()}}
+        return {
+            "replays": self.replays,
+            "replayed_requests": self.replayed_requests,
+            "restarts": {f"{s}[{i}]": n for (s, i), n in self.restarts.items()},
+        }
 
     async def close(self) -> None:
         import ray
