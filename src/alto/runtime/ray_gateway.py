@@ -1,0 +1,375 @@
+"""The Gateway actor of a RayRuntime: admission, output sinks, replica supervision."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from ..ancestry import Item, Message
+from ..errors import StageError
+from ..pipeline import Pipeline, StageSpec
+from .base import Requests
+from .ray_replica import ReplicaActor, options_for
+from .ray_sender import Sender, Wiring, build_emit, downstream_stages
+from .wire import Endpoint, Pool
+
+log = logging.getLogger("alto.ray")
+
+
+class Gateway:
+    """Admission, output sinks and replica supervision for one RayRuntime."""
+
+    def __init__(self, payload: bytes, streaming: bool, options: dict[str, Any]) -> None:
+        import cloudpickle
+
+        self.payload = payload
+        self.pipeline: Pipeline = cloudpickle.loads(payload)
+        self.streaming = streaming
+        self.options = options
+        self.timeout_s = options.get("timeout_s", 300.0)
+        self.start_timeout_s = options.get("start_timeout_s", 60.0)
+        self.max_restarts = options.get("max_restarts", 5)
+        self.handles: dict[str, list[Any]] = {}
+        self.nodes: dict[str, list[str]] = {}
+        self.restarts: dict[tuple[str, int], int] = {}
+        self.inputs: dict[int, Any] = {}
+        self.finished: list[int] = []
+        self.replays = 0
+        self.replayed_requests = 0
+        self.sent: dict[tuple[str, int], set[int]] = {}
+        self._streams: dict[int, Any] = {}
+        self._topology_lock = asyncio.Lock()
+        self.suspect_nodes: set[str] = set()
+        self.failed_starts: dict[tuple[str, int], int] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.health_interval_s = options.get("health_interval_s", 0.5)
+        self.restart_timeout_s = options.get("restart_timeout_s", 15.0)
+        self.health_timeout_s = options.get("health_timeout_s", 10.0)
+        self.addrs: dict[str, list[Any]] = {}
+        self.token: bytes | None = options.get("token") if options.get("transport", "tcp") == "tcp" else None
+        self.pool = Pool(self.token) if self.token else None
+        self.gateway_addr: Any = None
+
+    async def start(self) -> dict[str, list[str]]:
+        import ray
+
+        self.requests = Requests(self.pipeline)
+        self.admission = asyncio.Semaphore(self.options.get("max_requests", 128))
+        self.me = ray.get_runtime_context().current_actor
+        for spec in self.pipeline.stages.values():
+            if spec.kind != "input":
+                self.handles[spec.name] = [self._spawn(spec, i) for i in range(spec.replicas)]
+        if self.token is not None:
+            self.endpoint = Endpoint(self._deliver, self.token, "gateway")
+            self.gateway_addr = await self.endpoint.start(ray.util.get_node_ip_address())
+        for name, hs in self.handles.items():
+            started = await self._await_all([h.setup.remote() for h in hs], f"starting stage {name!r}", name)
+            self.nodes[name] = [node for node, _ in started]
+            self.addrs[name] = [addr for _, addr in started]
+        wiring = self._wiring()
+        calls = [h.wire.remote(wiring) for hs in self.handles.values() for h in hs]
+        await self._await_all(calls, "wiring replicas", None)
+        await self._rewire_self()
+        loop = asyncio.get_running_loop()
+        self._janitor = loop.create_task(self._forget_loop())
+        self._health = loop.create_task(self._health_loop())
+        return {k: list(v) for k, v in self.nodes.items()}
+
+    def _spawn(self, spec: StageSpec, index: int, avoid: set[str] | None = None) -> Any:
+        import ray
+
+        options = options_for(spec)
+        if avoid:
+            # Prefer nodes other than those where replicas just died (the GCS may not know
+            # yet that a node is gone); a soft rule, so a one-node cluster still works.
+            from ray.util.scheduling_strategies import NodeLabelSchedulingStrategy, NotIn
+
+            options["scheduling_strategy"] = NodeLabelSchedulingStrategy(
+                hard={}, soft={"ray.io/node-id": NotIn(*avoid)}
+            )
+        actor = ray.remote(ReplicaActor).options(**options)
+        return actor.remote(self.payload, spec.name, index, self.streaming, self.options)
+
+    async def _await_all(self, refs: list[Any], what: str, stage: str | None) -> list[Any]:
+        try:
+            return await asyncio.wait_for(asyncio.gather(*refs), self.start_timeout_s)
+        except TimeoutError:
+            res = dict(self.pipeline.stages[stage].resources) if stage else {}
+            raise TimeoutError(
+                f"{what} did not finish within {self.start_timeout_s:.0f}s"
+                + (f": no live node may offer the resources {res} this stage asks for" if res else "")
+                + " (check `ray status`; pass start_timeout_s= to wait longer)"
+            ) from None
+
+    def _spawn_task(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _wiring(self) -> Wiring:
+        return Wiring(self.handles, self.addrs, self.me, self.gateway_addr)
+
+    async def _rewire_self(self) -> None:
+        if getattr(self, "sender", None) is None:
+            self.sender = Sender(lambda stage, i: self._spawn_task(self._replace_current(stage, i)), self.sent)
+        name = "input"  # the pipeline's single input stage
+        sends, sink = await self._wiring().senders(self.pool, downstream_stages(self.pipeline, name))
+        self.inject = build_emit(name, self.sender, self.pipeline, sends, sink)
+
+    # -- requests ------------------------------------------------------------------------
+
+    async def _admit(self, value: Any, events: bool) -> Any:
+        req = self.requests.open(events=events)
+        self.inputs[req.rid] = value
+        req.future.add_done_callback(lambda _f, rid=req.rid: self._finish(rid))
+        wait = self.inject(Item((req.rid,), value))
+        if wait is not None:
+            await wait
+        return req
+
+    def _finish(self, rid: int) -> None:
+        self.inputs.pop(rid, None)
+        self.finished.append(rid)
+        for sent in self.sent.values():
+            sent.discard(rid)
+
+    async def submit(self, value: Any) -> tuple[bool, Any]:
+        """``(True, result)`` or ``(False, exception)``: errors travel as values so the
+        caller re-raises the original StageError (with its cause), not a Ray wrapper."""
+        async with self.admission:
+            req = await self._admit(value, events=False)
+            try:
+                return True, await asyncio.wait_for(asyncio.shield(req.future), self.timeout_s)
+            except (StageError, RuntimeError) as exc:
+                return False, exc
+            except TimeoutError:
+                error = TimeoutError(
+                    f"request {req.rid} did not complete within {self.timeout_s:.0f}s (pass timeout_s= to wait longer)"
+                )
+                self.requests.fail(req.rid, error)
+                self._broadcast([req.rid], interrupt=True)
+                return False, error
+
+    async def open_stream(self, value: Any) -> int:
+        await self.admission.acquire()
+        req = await self._admit(value, events=True)
+        req.future.add_done_callback(lambda _f: self.admission.release())
+        self._streams[req.rid] = req
+        return req.rid
+
+    async def next_events(self, rid: int) -> tuple[list[Any], bool]:
+        """Events of a streamed request so far (waiting for at least one)."""
+        req = self._streams[rid]
+        try:
+            first = await asyncio.wait_for(req.events.get(), self.timeout_s)
+        except TimeoutError:
+            self.cancel(rid)
+            raise TimeoutError(f"no output for request {rid} within {self.timeout_s:.0f}s") from None
+        out = [first]
+        while not req.events.empty():
+            out.append(req.events.get_nowait())
+        from .base import _END
+
+        done = any(e is _END or isinstance(e, BaseException) for e in out)
+        out = [e for e in out if e is not _END]
+        if done:
+            self._streams.pop(rid, None)
+        return out, done
+
+    def cancel(self, rid: int) -> None:
+        """The caller left: drop the request and stop its work on every replica."""
+        if rid in self.inputs:
+            self.requests.forget(rid)
+            self._broadcast([rid], interrupt=True)
+        self._streams.pop(rid, None)
+
+    async def deliver(self, batch: list[tuple[str, Message]]) -> int:
+        """Output messages, as ``(output stage, message)`` pairs (the Ray-call transport)."""
+        return await self._deliver(batch)
+
+    async def _deliver(self, batch: list[tuple[str, Message]]) -> int:
+        for output, msg in batch:
+            self.requests.deliver(output, msg)
+        return 0
+
+    async def fail(self, error: StageError) -> None:
+        if self.requests.fail(error.path[0], error):
+            self._broadcast([error.path[0]], interrupt=True)
+
+    def _broadcast(self, rids: list[int], interrupt: bool) -> None:
+        for hs in self.handles.values():
+            for h in hs:
+                h.cancel.remote(rids, interrupt)
+
+    async def _forget_loop(self) -> None:
+        while True:
+            await asyncio.sleep(0.2)
+            if self.finished:
+                rids, self.finished = self.finished, []
+                self._broadcast(rids, interrupt=False)
+
+    # -- supervision -----------------------------------------------------------------------
+
+    async def report_dead(self, stage: str, index: int, actor_id: str) -> None:
+        """A sender's batch to ``stage[index]`` failed: replace that replica."""
+        if self.handles[stage][index]._actor_id.hex() == actor_id:
+            await self._replace({(stage, index): actor_id})
+
+    async def _replace_current(self, stage: str, index: int) -> None:
+        await self._replace({(stage, index): self.handles[stage][index]._actor_id.hex()})
+
+    async def _health_loop(self) -> None:
+        """Find dead replicas that no sender is talking to (e.g. a whole node died
+        together with every replica that would have noticed)."""
+        while True:
+            await asyncio.sleep(self.health_interval_s)
+            current = [(name, i, h) for name, hs in self.handles.items() for i, h in enumerate(hs)]
+            results = await asyncio.gather(
+                *(asyncio.wait_for(h.ping.remote(), self.health_timeout_s) for _, _, h in current),
+                return_exceptions=True,
+            )
+            dead = {
+                (name, i): h._actor_id.hex()
+                for (name, i, h), r in zip(current, results, strict=True)
+                if isinstance(r, BaseException) and not isinstance(r, TimeoutError)
+            }
+            if dead:
+                try:
+                    await self._replace(dead)
+                except Exception:  # the supervisor must outlive any one failed repair
+                    log.exception("replacing %s failed; retrying at the next health check", sorted(dead))
+
+    async def _replace(self, dead: dict[tuple[str, int], str]) -> None:
+        """Replace dead replicas, rewire every sender to them, replay open requests.
+
+        Topology changes are serialised; replicas replaced meanwhile are skipped.
+        """
+        import ray
+
+        async with self._topology_lock:
+            dead = {k: a for k, a in dead.items() if self.handles[k[0]][k[1]]._actor_id.hex() == a}
+            if not dead:
+                return
+            for stage, index in dead:
+                # restarts counts replacements that started; a start that failed (placed
+                # on a node Ray does not yet know is gone) is retried without counting
+                n = self.restarts.get((stage, index), 0) + 1
+                if n > self.max_restarts:
+                    err = RuntimeError(
+                        f"replica {index} of stage {stage!r} died {n} times (max_restarts={self.max_restarts})"
+                    )
+                    for rid in list(self.inputs):
+                        await self.fail(StageError(stage, (rid,), err))
+                    return
+            log.warning("replacing %s", ", ".join(f"{s}[{i}]" for s, i in dead))
+            self.suspect_nodes.update(self.nodes[s][i] for s, i in dead)
+            new = {k: self._spawn(self.pipeline.stages[k[0]], k[1], self.suspect_nodes) for k in dead}
+            try:
+                # A replacement scheduled onto a node that is dying (before Ray knows it)
+                # never starts: give up on it soon and let the next health check retry.
+                # ... but a busy machine can take long to start a worker: each failed
+                # attempt doubles the wait (up to start_timeout_s).
+                tries = max(self.failed_starts.get(k, 0) for k in new)
+                nodes = await asyncio.wait_for(
+                    asyncio.gather(*(h.setup.remote() for h in new.values()), return_exceptions=True),
+                    min(self.start_timeout_s, self.restart_timeout_s * 2**tries),
+                )
+            except TimeoutError:
+                nodes = [TimeoutError("no node could host the replacement")] * len(new)
+            fresh = set()
+            for (stage, index), started in zip(new, nodes, strict=True):
+                if isinstance(started, BaseException):
+                    # e.g. placed on a node that was dying: the next health check retries.
+                    # Kill it so a late start cannot hold the resources the retry needs.
+                    log.warning("replacement for %s[%d] failed to start: %s", stage, index, started)
+                    ray.kill(new[(stage, index)])
+                    self.failed_starts[(stage, index)] = self.failed_starts.get((stage, index), 0) + 1
+                    continue
+                self.failed_starts.pop((stage, index), None)
+                self.handles[stage][index] = new[(stage, index)]
+                self.nodes[stage][index], self.addrs[stage][index] = started
+                self.restarts[(stage, index)] = self.restarts.get((stage, index), 0) + 1
+                fresh.add(new[(stage, index)])
+            if not fresh:
+                return
+            wiring = self._wiring()
+            calls = [h.wire.remote(wiring) for hs in self.handles.values() for h in hs]
+            # Replicas that died meanwhile are found by the next health check.
+            try:
+                await asyncio.wait_for(asyncio.gather(*calls, return_exceptions=True), self.start_timeout_s)
+            except TimeoutError:
+                log.warning("rewiring after a restart timed out; the health check will retry")
+            await self._rewire_self()
+            self.replays += 1
+            affected = await self._affected([k for k, h in new.items() if h in fresh])
+            for rid, value in list(self.inputs.items()):
+                if affected is None or rid in affected:
+                    self.replayed_requests += 1
+                    wait = self.inject(Item((rid,), value))
+                    if wait is not None:
+                        await wait
+
+    async def _affected(self, keys: list[tuple[str, int]]) -> set[int] | None:
+        """Open requests that had items sent to the replicas ``keys`` (only those can have
+        lost anything with them); ``None`` -- replay everything -- if a sender cannot say.
+
+        A request whose sender died too is found through that sender's own replacement
+        (every path of lost work starts at a live sender or at the gateway).
+        """
+        handles = [h for hs in self.handles.values() for h in hs]
+        try:
+            answers = await asyncio.wait_for(
+                asyncio.gather(*(h.sent_to.remote(keys) for h in handles)), self.health_timeout_s
+            )
+        except Exception as exc:
+            log.warning("replaying every open request: a replica could not say what it sent (%s)", exc)
+            return None
+        return set().union(*answers, *(self.sent.get(k, ()) for k in keys))
+
+    async def debug_state(self) -> dict[str, Any]:
+        """Everything a stuck run would need explaining: open requests, every replica's
+        inbox and links (inflight batches, dead flag, buffered)."""
+        replicas: dict[str, Any] = {}
+        for name, hs in self.handles.items():
+            for i, h in enumerate(hs):
+                try:
+                    replicas[f"{name}[{i}]"] = await asyncio.wait_for(h.debug_state.remote(), 5)
+                except Exception as exc:
+                    replicas[f"{name}[{i}]"] = f"unreachable: {type(exc).__name__}"
+        return {
+            "open_requests": sorted(self.inputs),
+            "replays": self.replays,
+            "replayed_requests": self.replayed_requests,
+            "restarts": {f"{s}[{i}]": n for (s, i), n in self.restarts.items()},
+            "gateway_links": {
+                f"{k[0]}[{k[1]}]": (v.inflight, v.dead, len(v.buf)) for k, v in self.sender._links.items()
+            },
+            "replicas": replicas,
+        }
+
+    def placement(self) -> dict[str, list[str]]:
+        return {k: list(v) for k, v in self.nodes.items()}
+
+    def replica(self, stage: str, index: int) -> Any:
+        return self.handles[stage][index]
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "replays": self.replays,
+            "replayed_requests": self.replayed_requests,
+            "restarts": {f"{s}[{i}]": n for (s, i), n in self.restarts.items()},
+        }
+
+    async def close(self) -> None:
+        import ray
+
+        self._janitor.cancel()
+        self._health.cancel()
+        self.requests.close("the runtime was closed before this request finished")
+        if self.pool is not None:
+            await self.pool.close()
+            await self.endpoint.close()
+        for hs in self.handles.values():
+            for h in hs:
+                ray.kill(h)

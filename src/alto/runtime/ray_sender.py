@@ -1,0 +1,199 @@
+"""The sending side of a Ray replica (and of the gateway): routing, batching, windows.
+
+Each sender routes every message itself (the same :func:`~alto.runtime.base.replica_chooser`
+as the local runtime) and puts it on the :class:`Link` to the chosen replica; all links
+with new messages are flushed once per turn of the event loop, so a busy stage sends
+few, large batches and a quiet one sends at once. A window of unacknowledged batches
+per link gives backpressure; the acknowledgements carry the receiver's queue length,
+which feeds the router. Links are rewired in place when a replica is replaced.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from ..ancestry import Message
+from ..operators import Right
+from ..pipeline import Pipeline
+from .base import fan_out, replica_chooser
+from .wire import Pool
+
+log = logging.getLogger("alto.ray")
+
+WINDOW = 8  # unacknowledged batches per link before a sender waits
+
+
+class Link:
+    """A sender's connection to one receiver: batching, a window of unacked batches."""
+
+    __slots__ = ("buf", "dead", "gen", "inflight", "load", "send", "waiters")
+
+    def __init__(self, send: Callable[[list[Any]], Any]) -> None:
+        self.send = send
+        self.gen = 0  # bumped when rewired to a replacement: late failures of old batches are ignored
+        self.buf: list[Any] = []
+        self.inflight = 0
+        self.load = 0
+        self.dead = False
+        self.waiters: list[asyncio.Future[None]] = []
+
+
+class Sender:
+    """Routes messages to downstream actors and flushes batches once per loop turn."""
+
+    def __init__(self, on_dead: Callable[[str, int], None], sent: dict[tuple[str, int], set[int]]) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._sent = sent  # open request ids sent on each link: who to replay if it dies
+        self._links: dict[tuple[str, int], Link] = {}
+        self._dirty: set[tuple[str, int]] = set()
+        self._scheduled = False
+        self._on_dead = on_dead
+        self._acks: set[asyncio.Task[Any]] = set()
+
+    def link(self, key: tuple[str, int], send: Callable[[list[Any]], Any]) -> Link:
+        """Connect ``key`` to ``send``; an existing link is rewired in place, so emit
+        functions built earlier (still held by work in progress) reach the replacement."""
+        link = self._links.get(key)
+        if link is None:
+            link = self._links[key] = Link(send)
+        elif link.send != send:
+            link.send = send
+            link.dead = False
+            link.gen += 1
+        return link
+
+    def put(self, key: tuple[str, int], msg: Any, rid: int | None = None) -> asyncio.Future[None] | None:
+        link = self._links[key]
+        if rid is not None:
+            sent = self._sent.get(key)
+            if sent is None:
+                sent = self._sent[key] = set()
+            sent.add(rid)
+        if link.dead:
+            return None  # the replay after the replacement regenerates it
+        link.buf.append(msg)
+        self._dirty.add(key)
+        if not self._scheduled:
+            self._scheduled = True
+            self._loop.call_soon(self.flush)
+        if link.inflight >= WINDOW:
+            fut = self._loop.create_future()
+            link.waiters.append(fut)
+            return fut
+        return None
+
+    def flush(self) -> None:
+        self._scheduled = False
+        dirty, self._dirty = self._dirty, set()
+        for key in dirty:
+            link = self._links[key]
+            if not link.buf or link.dead:
+                link.buf = []
+                continue
+            batch, link.buf = link.buf, []
+            link.inflight += 1
+            try:
+                ref = link.send(batch)
+            except Exception as exc:
+                self._acked(key, link, exc)
+                continue
+            task = self._loop.create_task(self._await_ack(key, link, link.gen, ref))
+            self._acks.add(task)
+            task.add_done_callback(self._acks.discard)
+
+    async def _await_ack(self, key: tuple[str, int], link: Link, gen: int, ref: Any) -> None:
+        try:
+            load = await ref
+        except Exception as exc:
+            self._acked(key, link, exc, gen)
+        else:
+            link.load = load if isinstance(load, int) else 0
+            self._acked(key, link, None, gen)
+
+    def _acked(self, key: tuple[str, int], link: Link, error: BaseException | None, gen: int | None = None) -> None:
+        link.inflight -= 1
+        if error is not None and not link.dead and gen in (None, link.gen):
+            link.dead = True
+            log.warning("link to %s[%d] failed: %s", key[0], key[1], error)
+            self._on_dead(*key)
+        if link.inflight < WINDOW or link.dead:
+            waiters, link.waiters = link.waiters, []
+            for w in waiters:
+                if not w.done():
+                    w.set_result(None)
+
+    def load(self, key: tuple[str, int]) -> int:
+        link = self._links[key]
+        return link.load + link.inflight * 16 + len(link.buf)
+
+    async def drain(self) -> None:
+        self.flush()
+        if self._acks:
+            await asyncio.gather(*self._acks, return_exceptions=True)
+
+
+Send = Callable[[list[Any]], Any]  # a batch -> an awaitable of the receiver's queue length
+
+
+class Wiring:
+    """Where every replica and the gateway listen, and how to send them batches.
+
+    ``transport="tcp"`` (default): direct connections (:mod:`alto.runtime.wire`);
+    ``"ray"``: Ray actor calls (slower; for clusters whose nodes cannot open ports to
+    each other).
+    """
+
+    def __init__(self, handles: dict[str, list[Any]], addrs: dict[str, list[Any]], gateway: Any, gateway_addr: Any):
+        self.handles = handles
+        self.addrs = addrs
+        self.gateway = gateway
+        self.gateway_addr = gateway_addr
+
+    async def senders(self, pool: Pool | None, downstream: list[str]) -> tuple[dict[str, list[Send]], Send]:
+        """Send functions for every replica of the ``downstream`` stages and the sink."""
+        if pool is None:
+            sends = {d: [h.receive.remote for h in self.handles[d]] for d in downstream}
+            return sends, self.gateway.deliver.remote
+        conns = await asyncio.gather(*(pool.connect(a) for d in downstream for a in self.addrs[d]))
+        it = iter(conns)
+        sends = {d: [next(it).send for _ in self.addrs[d]] for d in downstream}
+        return sends, (await pool.connect(self.gateway_addr)).send
+
+
+def build_emit(
+    name: str,
+    sender: Sender,
+    pipeline: Pipeline,
+    sends: dict[str, list[Send]],
+    sink: Send,
+) -> Callable[[Message], Any]:
+    """The emit function of stage ``name``: route to downstream replicas and sinks."""
+    targets: list[Callable[[Message], Any]] = []
+    for dest, port in pipeline.downstream()[name]:
+        reps = sends[dest]
+        spec = pipeline.stages[dest]
+        for i, send in enumerate(reps):
+            sender.link((dest, i), send)
+        wrap = port == 1
+        if len(reps) == 1:
+            key0 = (dest, 0)
+            targets.append((lambda k, w: lambda m: sender.put(k, Right(m) if w else m, m.path[0]))(key0, wrap))
+            continue
+        choose = replica_chooser(spec, len(reps), lambda j, dest=dest: sender.load((dest, j)))
+
+        def route(msg: Message, dest: str = dest, choose: Any = choose, wrap: bool = wrap) -> Any:
+            return sender.put((dest, choose(msg)), Right(msg) if wrap else msg, msg.path[0])
+
+        targets.append(route)
+    if name in pipeline.outputs:
+        sink_key = ("__sink__", pipeline.outputs.index(name))
+        sender.link(sink_key, sink)
+        targets.append(lambda m: sender.put(sink_key, (name, m)))
+    return fan_out(targets)
+
+
+def downstream_stages(pipeline: Pipeline, name: str) -> list[str]:
+    return list(dict.fromkeys(dest for dest, _ in pipeline.downstream()[name]))
