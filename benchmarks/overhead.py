@@ -140,6 +140,15 @@ async def floor_fanout(requests: int, width: int) -> float:
     return elapsed
 
 
+def report(result: dict, out: Path | None) -> None:
+    """Print the results as JSON, and write them to ``out`` (``--out``) if given."""
+    text = json.dumps(result, indent=2)
+    print(text)
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text + "\n")
+
+
 def best(fn, *args, repeat: int) -> float:
     return min(asyncio.run(fn(*args)) for _ in range(repeat))
 
@@ -189,10 +198,7 @@ def main(argv: list[str] | None = None) -> dict:
         "repeat": args.repeat,
         "note": "best of --repeat runs; one core (asyncio is single-threaded)",
     }
-    print(json.dumps(result, indent=2))
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2) + "\n")
+    report(result, args.out)
     return result
 
 

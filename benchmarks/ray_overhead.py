@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import platform
 import sys
@@ -36,7 +35,13 @@ import ray
 
 import alto
 from alto.runtime.ray import RayRuntime, ray_init
-from overhead import STAGES, chain_pipeline, fanout_pipeline, noop  # same folder: the same no-op stage functions
+from overhead import (  # same folder: the same no-op stage functions
+    STAGES,
+    chain_pipeline,
+    fanout_pipeline,
+    noop,
+    report,
+)
 
 
 def pct(xs: list[float], q: float) -> float:
@@ -244,10 +249,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             result["alto"]["hop_p50_ms"], 1e-9
         )
     result["note"] = "same process, same Ray instance; 2-core machine: actors share cores, so absolute times are noisy"
-    print(json.dumps(result, indent=2))
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2) + "\n")
+    report(result, args.out)
     return result
 
 

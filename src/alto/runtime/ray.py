@@ -118,8 +118,9 @@ class RayRuntime(Runtime):
         transport = options.setdefault("transport", "tcp")
         if transport not in ("tcp", "ray"):
             raise ValueError(f"transport={transport!r}: use 'tcp' (direct connections, default) or 'ray' (actor calls)")
-        # Only replicas of this runtime know the token, so only they can feed each other.
-        options.setdefault("token", secrets.token_bytes(16))
+        # Only replicas of this runtime know the token, so only they can feed each other;
+        # no token means the Ray-call transport.
+        options["token"] = secrets.token_bytes(16) if transport == "tcp" else None
         self.pipeline = pipeline
         self.address = address
         self.streaming = streaming

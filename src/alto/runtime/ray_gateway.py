@@ -37,7 +37,6 @@ class Gateway:
         self.finished: list[int] = []
         self.replays = 0
         self.replayed_requests = 0
-        self.sent: dict[tuple[str, int], set[int]] = {}
         self._streams: dict[int, Any] = {}
         self._topology_lock = asyncio.Lock()
         self.suspect_nodes: set[str] = set()
@@ -47,9 +46,10 @@ class Gateway:
         self.restart_timeout_s = options.get("restart_timeout_s", 15.0)
         self.health_timeout_s = options.get("health_timeout_s", 10.0)
         self.addrs: dict[str, list[Any]] = {}
-        self.token: bytes | None = options.get("token") if options.get("transport", "tcp") == "tcp" else None
+        self.token: bytes | None = options["token"]  # None: the Ray-call transport
         self.pool = Pool(self.token) if self.token else None
         self.gateway_addr: Any = None
+        self.sender: Sender | None = None  # made in start(): it needs the running loop
 
     async def start(self) -> dict[str, list[str]]:
         import ray
@@ -111,8 +111,8 @@ class Gateway:
         return Wiring(self.handles, self.addrs, self.me, self.gateway_addr)
 
     async def _rewire_self(self) -> None:
-        if getattr(self, "sender", None) is None:
-            self.sender = Sender(lambda stage, i: self._spawn_task(self._replace_current(stage, i)), self.sent)
+        if self.sender is None:
+            self.sender = Sender(lambda stage, i: self._spawn_task(self._replace_current(stage, i)))
         name = "input"  # the pipeline's single input stage
         sends, sink = await self._wiring().senders(self.pool, downstream_stages(self.pipeline, name))
         self.inject = build_emit(name, self.sender, self.pipeline, sends, sink)
@@ -131,8 +131,6 @@ class Gateway:
     def _finish(self, rid: int) -> None:
         self.inputs.pop(rid, None)
         self.finished.append(rid)
-        for sent in self.sent.values():
-            sent.discard(rid)
 
     async def submit(self, value: Any) -> tuple[bool, Any]:
         """``(True, result)`` or ``(False, exception)``: errors travel as values so the
@@ -207,6 +205,7 @@ class Gateway:
             await asyncio.sleep(0.2)
             if self.finished:
                 rids, self.finished = self.finished, []
+                self.sender.forget(rids)
                 self._broadcast(rids, interrupt=False)
 
     # -- supervision -----------------------------------------------------------------------
@@ -325,7 +324,7 @@ class Gateway:
         except Exception as exc:
             log.warning("replaying every open request: a replica could not say what it sent (%s)", exc)
             return None
-        return set().union(*answers, *(self.sent.get(k, ()) for k in keys))
+        return set().union(*answers, self.sender.sent_to(keys))
 
     async def debug_state(self) -> dict[str, Any]:
         """Everything a stuck run would need explaining: open requests, every replica's
@@ -339,12 +338,8 @@ class Gateway:
                     replicas[f"{name}[{i}]"] = f"unreachable: {type(exc).__name__}"
         return {
             "open_requests": sorted(self.inputs),
-            "replays": self.replays,
-            "replayed_requests": self.replayed_requests,
-            "restarts": {f"{s}[{i}]": n for (s, i), n in self.restarts.items()},
-            "gateway_links": {
-                f"{k[0]}[{k[1]}]": (v.inflight, v.dead, len(v.buf)) for k, v in self.sender._links.items()
-            },
+            **self.stats(),
+            "gateway_links": self.sender.describe(),
             "replicas": replicas,
         }
 

@@ -28,7 +28,7 @@ class ReplicaActor:
         self.streaming = streaming
         # every request ends up here (finished ones too: replays may still bring their items)
         self.cancelled = Ended()
-        self.sent: dict[tuple[str, int], set[int]] = {}
+        self.sender: Sender | None = None  # made in wire(): it needs the running loop
         self.sync_budget_s = options.get("sync_budget_s", 0.002)
         self.inbox_capacity = options.get("inbox_capacity", 256)
         self.batch_size = options.get("batch_size", 64)
@@ -37,7 +37,7 @@ class ReplicaActor:
         self.op: Operator | None = None
         self.gateway: Any = None
         self._task: asyncio.Task[None] | None = None
-        self.token: bytes | None = options.get("token") if options.get("transport", "tcp") == "tcp" else None
+        self.token: bytes | None = options["token"]  # None: the Ray-call transport
         self.pool = Pool(self.token) if self.token else None
 
     # StageContext
@@ -59,8 +59,8 @@ class ReplicaActor:
         """Connect to every downstream replica and the gateway (again after a replacement)."""
         self.gateway = wiring.gateway
         self.handles = wiring.handles
-        if getattr(self, "sender", None) is None:
-            self.sender = Sender(self._report_dead, self.sent)
+        if self.sender is None:
+            self.sender = Sender(self._report_dead)
         sends, sink = await wiring.senders(self.pool, downstream_stages(self.pipeline, self.spec.name))
         emit = build_emit(self.spec.name, self.sender, self.pipeline, sends, sink)
         if self.op is None:
@@ -94,8 +94,8 @@ class ReplicaActor:
     async def cancel(self, rids: list[int], interrupt: bool) -> None:
         """Forget finished requests (purge state), or cancel failed ones (interrupt work)."""
         self.cancelled.update(rids)
-        for sent in self.sent.values():
-            sent.difference_update(rids)
+        if self.sender is not None:
+            self.sender.forget(rids)
         if self.op is not None:
             for rid in rids:
                 if interrupt:
@@ -105,7 +105,7 @@ class ReplicaActor:
 
     def sent_to(self, keys: list[tuple[str, int]]) -> set[int]:
         """Open requests this replica sent items of to any of the replicas ``keys``."""
-        return set().union(*(self.sent.get(tuple(k), ()) for k in keys))  # type: ignore[arg-type]
+        return self.sender.sent_to(keys) if self.sender is not None else set()
 
     def node(self) -> str:
         import ray
@@ -120,16 +120,13 @@ class ReplicaActor:
 
     def debug_state(self) -> dict[str, Any]:
         """Inbox, work in progress and the state of every outgoing link."""
-        links = getattr(self, "sender", None)
         return {
             "inbox": len(self.inbox),
             "busy": self.op.busy if self.op else None,
             "handled": self.op.handled if self.op else None,
             "groups": getattr(self.op, "open_groups", None),
             "ended": {"below": self.cancelled.low, "listed": len(self.cancelled.above)},
-            "links": {f"{k[0]}[{k[1]}]": (v.inflight, v.dead, len(v.buf)) for k, v in links._links.items()}
-            if links
-            else {},
+            "links": self.sender.describe() if self.sender is not None else {},
         }
 
 

@@ -29,7 +29,7 @@ WINDOW = 8  # unacknowledged batches per link before a sender waits
 class Link:
     """A sender's connection to one receiver: batching, a window of unacked batches."""
 
-    __slots__ = ("buf", "dead", "gen", "inflight", "load", "send", "waiters")
+    __slots__ = ("buf", "dead", "gen", "inflight", "load", "send", "sent", "waiters")
 
     def __init__(self, send: Callable[[list[Any]], Any]) -> None:
         self.send = send
@@ -39,14 +39,18 @@ class Link:
         self.load = 0
         self.dead = False
         self.waiters: list[asyncio.Future[None]] = []
+        self.sent: set[int] = set()  # open requests with items sent here: who to replay if it dies
 
 
 class Sender:
-    """Routes messages to downstream actors and flushes batches once per loop turn."""
+    """Routes messages to downstream actors and flushes batches once per loop turn.
 
-    def __init__(self, on_dead: Callable[[str, int], None], sent: dict[tuple[str, int], set[int]]) -> None:
+    One per replica (and one in the gateway) for its whole life: rewiring updates its
+    links in place, so what a link records survives a replacement.
+    """
+
+    def __init__(self, on_dead: Callable[[str, int], None]) -> None:
         self._loop = asyncio.get_running_loop()
-        self._sent = sent  # open request ids sent on each link: who to replay if it dies
         self._links: dict[tuple[str, int], Link] = {}
         self._dirty: set[tuple[str, int]] = set()
         self._scheduled = False
@@ -68,10 +72,7 @@ class Sender:
     def put(self, key: tuple[str, int], msg: Any, rid: int | None = None) -> asyncio.Future[None] | None:
         link = self._links[key]
         if rid is not None:
-            sent = self._sent.get(key)
-            if sent is None:
-                sent = self._sent[key] = set()
-            sent.add(rid)
+            link.sent.add(rid)  # recorded even if dropped below: the replay must include it
         if link.dead:
             return None  # the replay after the replacement regenerates it
         link.buf.append(msg)
@@ -124,6 +125,19 @@ class Sender:
             for w in waiters:
                 if not w.done():
                     w.set_result(None)
+
+    def sent_to(self, keys: list[tuple[str, int]]) -> set[int]:
+        """Open requests this sender sent items of to any of the replicas ``keys``."""
+        return set().union(*(self._links[k].sent for k in map(tuple, keys) if k in self._links))
+
+    def forget(self, rids: list[int]) -> None:
+        """Requests that ended: nothing of theirs needs replaying any more."""
+        for link in self._links.values():
+            link.sent.difference_update(rids)
+
+    def describe(self) -> dict[str, tuple[int, bool, int]]:
+        """Per link: (batches in flight, dead, messages buffered) -- for debug_state."""
+        return {f"{k[0]}[{k[1]}]": (v.inflight, v.dead, len(v.buf)) for k, v in self._links.items()}
 
     def load(self, key: tuple[str, int]) -> int:
         link = self._links[key]
