@@ -65,14 +65,34 @@ def test_stable_hash_is_process_independent():
 
 def test_prompt_aware_balances_tokens_and_keeps_prefix_affinity():
     r = PromptAware(slack=1e9)
+    queued = [0, 0]  # what each replica reports: nothing completes until we say so
+
+    def send(key, prompt):
+        i = r.choose(key, prompt, 2, queued.__getitem__)
+        queued[i] += 1
+        return i
+
     long_prompt, short = "x" * 4000, "y"
-    first = r.choose((0,), long_prompt, 2, lambda i: 0)
+    first = send((0,), long_prompt)
     # the long prompt's replica is busier in tokens: short prompts go elsewhere
-    assert r.choose((1,), short, 2, lambda i: 0) != first
+    assert send((1,), short) != first
+    assert send((2,), short) != first
     # same prefix returns to the same replica while within slack
-    assert r.choose((2,), long_prompt + " more", 2, lambda i: 0) == first
+    assert send((3,), long_prompt + " more") == first
     r.completed(first, long_prompt, output_tokens=10)
     assert r.output_estimate < 128
+
+
+def test_prompt_aware_learns_when_work_completes():
+    r = PromptAware(slack=0)
+    queued = [0, 0]
+    for k in range(3):  # three long prompts pile up on one replica
+        i = r.choose((k,), "z" * 4000 + str(k), 2, queued.__getitem__)
+        queued[i] += 1
+    busy = max(range(2), key=queued.__getitem__)
+    assert r.choose((9,), "q", 2, queued.__getitem__) != busy
+    queued[busy] = 0  # its load report says it finished everything
+    assert r.choose((10,), "w", 2, lambda i: 0 if i == busy else 5) == busy
 
 
 def test_make_router_defaults():

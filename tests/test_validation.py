@@ -119,7 +119,7 @@ def test_run_needs_depth0_output():
         ({"replicas": 0}, r"map 'record': replicas= must be an integer >= 1"),
         ({"concurrency": 0}, r"concurrency= must be an integer >= 1"),
         ({"retries": -1}, r"retries= must be an integer >= 0"),
-        ({"on_error": "ignore"}, r"on_error= must be one of \('fail', 'drop'\)"),
+        ({"on_error": "ignore"}, r"on_error= must be 'fail' \(the request fails\) or 'drop'"),
         ({"router": "fastest"}, r"router= must be one of"),
         ({"resources": {"num_cpus": -1}}, r"resources= maps resource names to non-negative numbers"),
         ({"replica": 2}, r"unknown option\(s\) \['replica'\]"),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["PipelineError", "StageError"]
+__all__ = ["PipelineError", "RequestTimeout", "StageError"]
 
 
 class PipelineError(ValueError):
@@ -41,3 +41,31 @@ class StageError(Exception):
     def __reduce__(self) -> tuple[Any, ...]:
         # Keep stage/path/cause when pickled (e.g. across Ray processes).
         return (StageError, (self.stage, self.path, self.__cause__))
+
+
+class RequestTimeout(TimeoutError):
+    """A request did not complete within the runtime's ``timeout_s``; its work was cancelled.
+
+    Attributes:
+        request_id: the request's id.
+        waiting_for: the output streams that had not completed.
+    """
+
+    def __init__(self, request_id: int, timeout_s: float, waiting_for: list[str]) -> None:
+        self.request_id = request_id
+        self.waiting_for = waiting_for
+        super().__init__(
+            f"request {request_id} did not complete within {timeout_s:g}s (still waiting for output "
+            f"{', '.join(map(repr, waiting_for)) or 'stages'}); its work was cancelled in every stage. "
+            "Pass timeout_s= to the runtime to wait longer."
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_timeout, (self.request_id, str(self), self.waiting_for))
+
+
+def _timeout(request_id: int, message: str, waiting_for: list[str]) -> RequestTimeout:
+    err = RequestTimeout.__new__(RequestTimeout)
+    TimeoutError.__init__(err, message)
+    err.request_id, err.waiting_for = request_id, waiting_for
+    return err

@@ -25,8 +25,9 @@ def describe(spec: StageSpec) -> str:
     bits = [spec.kind]
     if spec.replicas > 1:
         bits.append(f"×{spec.replicas} replicas")
-    if spec.concurrency > 1:
-        bits.append(f"concurrency {spec.concurrency}")
+    limit = spec.max_in_flight
+    if limit is None or limit > 1:
+        bits.append(f"concurrency {limit if limit is not None else 'unbounded'}")
     bits.append(f"depth {spec.depth}")
     if spec.kind == "expand":
         bits.append(f"opens level '{spec.levels[-1]}'")

@@ -17,6 +17,8 @@ from collections import deque
 from collections.abc import Callable, Container, Iterable
 from typing import Any
 
+from .context import set_current
+
 __all__ = [
     "SKIPPED",
     "AsyncResult",
@@ -68,24 +70,27 @@ class AsyncResult:
 
 def run_sync_batch(
     fn: Callable[[Any], Any],
-    values: list[Any],
-    rids: list[int],
+    stage: str,
+    items: list[Any],
     cancelled: Container[int],
     retries: int,
     budget_s: float,
 ) -> list[tuple[bool, Any]]:
-    """Run ``fn`` over ``values`` in the calling (worker) thread.
+    """Run ``fn`` over the values of ``items`` in the calling (worker) thread.
 
-    Returns one ``(ok, result_or_exception)`` per value processed; stops early after
+    Returns one ``(ok, result_or_exception)`` per item processed; stops early after
     ``budget_s`` seconds so the caller can pass finished results downstream at once.
-    Values of cancelled requests are skipped (``(True, _SKIPPED)``).
+    Items of cancelled requests are skipped (``(True, _SKIPPED)``).
     """
     out: list[tuple[bool, Any]] = []
     start = time.perf_counter()
-    for value, rid in zip(values, rids, strict=True):
-        if rid in cancelled:
+    for item in items:
+        path = item.path
+        if path[0] in cancelled:
             out.append((True, _SKIPPED))
             continue
+        set_current(stage, path)
+        value = item.value
         try:
             out.append((True, call_with_retries(fn, (value,), retries)))
         except Exception as exc:
@@ -175,7 +180,9 @@ class Handoff:
             self._cond.notify_all()
 
 
-def iterate_in_thread(fn: Callable[[Any], Iterable[Any]], value: Any, handoff: Handoff, skip: int) -> None:
+def iterate_in_thread(
+    fn: Callable[[Any], Iterable[Any]], value: Any, handoff: Handoff, skip: int, stage: str, path: tuple[int, ...]
+) -> None:
     """Thread body: call ``fn(value)``, iterate the result into ``handoff``.
 
     ``skip`` items are consumed silently (a retry after ``skip`` children were already
@@ -183,6 +190,7 @@ def iterate_in_thread(fn: Callable[[Any], Iterable[Any]], value: Any, handoff: H
     """
     error: BaseException | None = None
     iterator = None
+    set_current(stage, path)
     try:
         result = fn(value)
         if hasattr(result, "__aiter__") or isinstance(result, (list, tuple, range)):
@@ -194,7 +202,7 @@ def iterate_in_thread(fn: Callable[[Any], Iterable[Any]], value: Any, handoff: H
             if n >= skip:
                 handoff.put(child)
     except HandoffCancelled:
-        pass
+        error = None  # the consumer stopped listening (its request ended): not a failure
     except BaseException as exc:
         error = exc
     finally:
@@ -202,6 +210,6 @@ def iterate_in_thread(fn: Callable[[Any], Iterable[Any]], value: Any, handoff: H
         if close is not None:
             try:
                 close()  # runs the generator's finally blocks now, in this thread
-            except Exception:
-                pass
+            except Exception as exc:
+                error = error or exc  # a generator whose cleanup fails has failed
         handoff.finish(error)

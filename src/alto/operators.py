@@ -1,9 +1,10 @@
-"""Stage operators: what one replica of each stage kind does with the messages it receives.
+"""Stage operators: what one replica of each stage kind does with one message.
 
-Shared by every runtime. A runtime gives each replica a :class:`StageContext` (cancelled
-requests, thread pool, failure reporting) and an ``emit`` function that routes one
-message downstream and returns ``None`` or an awaitable to wait on (backpressure). The
-runtime feeds batches of messages to :meth:`Operator.process`.
+Shared by every runtime. The replica executor (:mod:`alto.runtime.replica`) is each
+operator's :class:`StageContext` and calls :meth:`Operator.handle` once per message, in
+one of the replica's lanes; everything an operator awaits runs in that item's scope, so
+cancelling a request interrupts exactly its items. ``emit`` routes one message
+downstream and returns ``None`` or an awaitable to wait on (backpressure).
 
 Control messages (:class:`~alto.ancestry.Open`, :class:`~alto.ancestry.Done`,
 tombstones of outer levels) pass through every stage unchanged so that counted
@@ -19,9 +20,11 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Container
 from concurrent.futures import Executor
 from contextlib import aclosing
+from functools import partial
 from typing import Any, Protocol
 
 from .ancestry import Done, Group, Item, Message, Open, Tombstone
+from .context import call_as, set_current
 from .errors import StageError
 from .invoke import (
     SKIPPED,
@@ -50,7 +53,7 @@ class Right:
 
 
 class StageContext(Protocol):
-    """What an operator needs from its runtime."""
+    """What an operator needs from its replica executor."""
 
     streaming: bool
     cancelled: Container[int]
@@ -58,7 +61,7 @@ class StageContext(Protocol):
     sync_budget_s: float
 
     def fail(self, error: StageError) -> None:
-        """Fail the request ``error.path[0]``: resolve it with ``error``, cancel its work."""
+        """Fail the request ``error.path[0]`` (deferred: never runs inside the caller)."""
 
 
 async def _maybe_await(value: Any) -> Any:
@@ -68,7 +71,15 @@ async def _maybe_await(value: Any) -> Any:
 
 
 class Operator:
-    """One replica of one stage. Subclasses implement :meth:`process` for their kind."""
+    """One replica of one stage. Subclasses implement :meth:`handle` for their kind.
+
+    ``passes_control``: the executor forwards control messages itself (only items
+    reach :meth:`handle`). ``batched``: the executor hands every ready message to
+    :meth:`handle_batch` at once (blocking functions run one serial thread hop per batch).
+    """
+
+    passes_control = True
+    batched = False
 
     def __init__(self, spec: StageSpec, ctx: StageContext, emit: Emit) -> None:
         self.spec = spec
@@ -80,13 +91,6 @@ class Operator:
         self.busy = 0  # items being processed now (part of the load a router sees)
         self.handled = 0  # items processed so far
         self._loop = asyncio.get_running_loop()
-        self._task: asyncio.Task[Any] | None = None
-        self._current: int | None = None  # request being processed inline (interruptible)
-        self._interrupt: int | None = None
-        self._closing = False
-        self._tasks: dict[int, set[asyncio.Task[Any]]] = {}
-        self._handoffs: dict[int, set[Handoff]] = {}
-        self._slots = asyncio.Semaphore(spec.concurrency) if spec.concurrency > 1 else None
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -97,50 +101,23 @@ class Operator:
         if self.fn is not None:
             self.mode = classify(self.fn)
 
-    def bind(self, task: asyncio.Task[Any]) -> None:
-        """Tell the operator which task runs :meth:`process` (so work can be interrupted)."""
-        self._task = task
+    async def handle(self, msg: Any) -> None:
+        raise NotImplementedError
 
-    async def process(self, batch: list[Any]) -> None:
+    async def handle_batch(self, msgs: list[Any]) -> None:
         raise NotImplementedError
 
     def cancel_request(self, rid: int) -> None:
-        """Stop all work for request ``rid`` now: inline call, item tasks, threads, state."""
-        if self._current == rid and self._task is not None and self._interrupt is None:
-            self._interrupt = rid
-            self._task.cancel()
-        for task in self._tasks.pop(rid, ()):
-            task.cancel()
-        for handoff in self._handoffs.pop(rid, ()):
-            handoff.cancel()
+        """Request ``rid`` was cancelled: drop its state (its items are interrupted by the executor)."""
         self.purge(rid)
 
     def purge(self, rid: int) -> None:
         """Drop per-request state (aggregation groups, zip halves)."""
 
     async def close(self) -> None:
-        self._closing = True
-        tasks = [t for ts in self._tasks.values() for t in ts]
-        for t in tasks:
-            t.cancel()
-        for hs in self._handoffs.values():
-            for h in hs:
-                h.cancel()
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
-        self._tasks.clear()
+        """Release what the operator holds (nothing by default)."""
 
     # -- helpers -----------------------------------------------------------------
-
-    def _consume_interrupt(self) -> bool:
-        """After a CancelledError: True if it was a per-request interrupt (keep going)."""
-        if self._interrupt is None or self._closing:
-            return False
-        self._interrupt = None
-        task = asyncio.current_task()
-        if task is not None:
-            task.uncancel()
-        return True
 
     async def _send(self, msg: Message) -> None:
         wait = self.emit(msg)
@@ -155,11 +132,12 @@ class Operator:
         else:
             self.ctx.fail(StageError(self.name, path, exc))
 
-    async def _apply(self, *args: Any) -> Any:
+    async def _apply(self, path: tuple[int, ...], *args: Any) -> Any:
         """Call the stage function once (with retries): async inline, sync in a thread."""
         retries = self.spec.retries
         if self.mode == "sync":
-            return await self._loop.run_in_executor(self.ctx.executor, call_with_retries, self.fn, args, retries)
+            call = partial(call_as, self.name, path, call_with_retries, self.fn, args, retries)
+            return await self._loop.run_in_executor(self.ctx.executor, call)
         for attempt in range(retries + 1):
             try:
                 return await self.fn(*args)
@@ -168,124 +146,39 @@ class Operator:
                     raise
         raise AssertionError("unreachable")
 
-    async def _spawn(self, rid: int, fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
-        """Run ``fn(*args)`` as an owned task, at most ``concurrency`` at a time."""
-        assert self._slots is not None
-        await self._slots.acquire()
-        task = self._loop.create_task(self._slot(rid, fn(*args)))
-        self._tasks.setdefault(rid, set()).add(task)
-        task.add_done_callback(lambda t: self._forget(rid, t))
-
-    async def _slot(self, rid: int, coro: Awaitable[Any]) -> None:
-        self.busy += 1
-        try:
-            await coro
-        except asyncio.CancelledError:
-            pass  # cancelled for its request, or at shutdown: the owner waits for us
-        except Exception as exc:  # a bug in ALTO itself: fail the request loudly
-            log.exception("internal error in stage %r", self.name)
-            self.ctx.fail(StageError(self.name, (rid,), exc))
-        finally:
-            self.busy -= 1
-            self.handled += 1
-            self._slots.release()  # type: ignore[union-attr]
-
-    def _forget(self, rid: int, task: asyncio.Task[Any]) -> None:
-        tasks = self._tasks.get(rid)
-        if tasks is not None:
-            tasks.discard(task)
-            if not tasks:
-                del self._tasks[rid]
-
-    async def _each_item(self, batch: list[Any], one: Callable[[Item], Awaitable[None]]) -> None:
-        """Generic driver: items go to ``one`` (inline or as tasks); control passes through."""
-        cancelled = self.ctx.cancelled
-        for msg in batch:
-            if msg.__class__ is not Item:
-                await self._send(msg)
-                continue
-            rid = msg.path[0]
-            if rid in cancelled:
-                continue
-            if self._slots is not None:
-                await self._spawn(rid, one, msg)
-                continue
-            self._current = rid
-            self.busy = 1
-            try:
-                await one(msg)
-            except asyncio.CancelledError:
-                if not self._consume_interrupt():
-                    raise
-            finally:
-                self._current = None
-                self.busy = 0
-                self.handled += 1
-
 
 class MapOperator(Operator):
     """``map``: one output per input. ``filter`` reuses it with a predicate."""
 
+    async def setup(self) -> None:
+        await super().setup()
+        # Blocking functions one at a time: one thread hop per batch (returning early
+        # after sync_budget_s, so results of slow calls still stream downstream).
+        self.batched = self.mode == "sync" and self.spec.max_in_flight == 1
+
     def _result(self, msg: Item, value: Any) -> Message:
         return Item(msg.path, value)
 
-    async def _one(self, msg: Item) -> None:
+    async def handle(self, msg: Item) -> None:
+        self.busy += 1
         try:
-            value = await self._apply(msg.value)
+            if self.mode == "async" and not self.spec.retries:
+                value = await self.fn(msg.value)  # the hot path: no extra layer
+            else:
+                value = await self._apply(msg.path, msg.value)
         except Exception as exc:
             await self._error(msg.path, exc)
             return
-        await self._send(self._result(msg, value))
+        finally:
+            self.busy -= 1
+            self.handled += 1
+        wait = self.emit(self._result(msg, value))
+        if wait is not None:
+            await wait
 
-    async def process(self, batch: list[Any]) -> None:
-        if self._slots is not None:
-            await self._each_item(batch, self._one)
-        elif self.mode == "sync":
-            await self._process_sync(batch)
-        else:
-            await self._process_async(batch)
-
-    async def _process_async(self, batch: list[Any]) -> None:
-        # The hot path: no per-item task, no extra coroutine layer.
-        cancelled = self.ctx.cancelled
-        emit = self.emit
-        fn = self.fn
-        retries = self.spec.retries
-        plain_map = type(self) is MapOperator
-        for msg in batch:
-            if msg.__class__ is Item:
-                path = msg.path
-                if path[0] in cancelled:
-                    continue
-                self._current = path[0]
-                try:
-                    if retries:
-                        value = await self._apply(msg.value)
-                    else:
-                        value = await fn(msg.value)
-                except asyncio.CancelledError:
-                    self._current = None
-                    if self._consume_interrupt():
-                        continue
-                    raise
-                except Exception as exc:
-                    self._current = None
-                    await self._error(path, exc)
-                    continue
-                self._current = None
-                self.handled += 1
-                out = Item(path, value) if plain_map else self._result(msg, value)
-            else:
-                out = msg
-            wait = emit(out)
-            if wait is not None:
-                await wait
-
-    async def _process_sync(self, batch: list[Any]) -> None:
-        # Blocking functions: run the batch's items in one thread hop; the thread returns
-        # early after sync_budget_s so results of slow calls still stream downstream.
+    async def handle_batch(self, msgs: list[Any]) -> None:
         items: list[Item] = []
-        for msg in batch:
+        for msg in msgs:
             if msg.__class__ is Item:
                 items.append(msg)
             else:
@@ -296,17 +189,19 @@ class MapOperator(Operator):
             if not live:
                 return
             self.busy = len(live)
-            outcomes = await self._loop.run_in_executor(
-                ctx.executor,
-                run_sync_batch,
-                self.fn,
-                [m.value for m in live],
-                [m.path[0] for m in live],
-                ctx.cancelled,
-                self.spec.retries,
-                ctx.sync_budget_s,
-            )
-            self.busy = 0
+            try:
+                outcomes = await self._loop.run_in_executor(
+                    ctx.executor,
+                    run_sync_batch,
+                    self.fn,
+                    self.name,
+                    live,
+                    ctx.cancelled,
+                    self.spec.retries,
+                    ctx.sync_budget_s,
+                )
+            finally:
+                self.busy = 0
             for msg, (ok, value) in zip(live, outcomes, strict=False):  # outcomes may stop early
                 self.handled += 1
                 if value is SKIPPED or msg.path[0] in ctx.cancelled:
@@ -332,10 +227,7 @@ class ExpandOperator(Operator):
     until the generator ends, then passed on together.
     """
 
-    async def process(self, batch: list[Any]) -> None:
-        await self._each_item(batch, self._expand)
-
-    async def _expand(self, msg: Item) -> None:
+    async def handle(self, msg: Item) -> None:
         path, value = msg.path, msg.value
         rid = path[0]
         streaming = self.ctx.streaming
@@ -343,34 +235,39 @@ class ExpandOperator(Operator):
         held: list[Message] = []
         emitted = 0
         attempt = 0
-        if streaming:
-            await self._send(Open(path, value))
-        while True:
-            try:
-                async with aclosing(self._children(value, rid, skip=emitted)) as children:
-                    async for child in children:
-                        if rid in cancelled:
-                            return
-                        out = Item(path + (emitted,), child)
-                        emitted += 1
-                        if streaming:
-                            wait = self.emit(out)
-                            if wait is not None:
-                                await wait
-                        else:
-                            held.append(out)
-                break
-            except Exception as exc:
-                if attempt < self.spec.retries:
-                    attempt += 1  # children are identified by index: the retry skips those sent
-                    continue
-                if self.spec.on_error == "drop":
-                    log.warning(
-                        "stage %r: expand of %s ended early after %d children: %r", self.name, path, emitted, exc
-                    )
+        self.busy += 1
+        try:
+            if streaming:
+                await self._send(Open(path, value))
+            while True:
+                try:
+                    async with aclosing(self._children(value, path, skip=emitted)) as children:
+                        async for child in children:
+                            if rid in cancelled:
+                                return
+                            out = Item(path + (emitted,), child)
+                            emitted += 1
+                            if streaming:
+                                wait = self.emit(out)
+                                if wait is not None:
+                                    await wait
+                            else:
+                                held.append(out)
                     break
-                self.ctx.fail(StageError(self.name, path, exc))
-                return
+                except Exception as exc:
+                    if attempt < self.spec.retries:
+                        attempt += 1  # children are identified by index: the retry skips those sent
+                        continue
+                    if self.spec.on_error == "drop":
+                        log.warning(
+                            "stage %r: expand of %s ended early after %d children: %r", self.name, path, emitted, exc
+                        )
+                        break
+                    self.ctx.fail(StageError(self.name, path, exc))
+                    return
+        finally:
+            self.busy -= 1
+            self.handled += 1
         if rid in cancelled:
             return
         if not streaming:
@@ -379,22 +276,23 @@ class ExpandOperator(Operator):
                 await self._send(out)
         await self._send(Done(path, emitted, value))
 
-    async def _children(self, value: Any, rid: int, skip: int) -> AsyncIterator[Any]:
+    async def _children(self, value: Any, path: tuple[int, ...], skip: int) -> AsyncIterator[Any]:
         if self.mode == "asyncgen":
             source: Any = self.fn(value)
         elif self.mode == "async":
             source = await self.fn(value)
         else:
-            async for child in self._children_from_thread(value, rid, skip):
+            async for child in self._children_from_thread(value, path, skip):
                 yield child
             return
         async for child in _iterate(source, skip):
             yield child
 
-    async def _children_from_thread(self, value: Any, rid: int, skip: int) -> AsyncIterator[Any]:
+    async def _children_from_thread(self, value: Any, path: tuple[int, ...], skip: int) -> AsyncIterator[Any]:
         handoff = Handoff(self._loop)
-        self._handoffs.setdefault(rid, set()).add(handoff)
-        future = self._loop.run_in_executor(self.ctx.executor, iterate_in_thread, self.fn, value, handoff, skip)
+        future = self._loop.run_in_executor(
+            self.ctx.executor, iterate_in_thread, self.fn, value, handoff, skip, self.name, path
+        )
         try:
             while True:
                 items = await handoff.drain()
@@ -409,13 +307,16 @@ class ExpandOperator(Operator):
             if handoff.error is not None:
                 raise handoff.error
         finally:
-            handoff.cancel()  # stop the producer if we leave early
-            hs = self._handoffs.get(rid)
-            if hs is not None:
-                hs.discard(handoff)
-                if not hs:
-                    del self._handoffs[rid]
-            await asyncio.shield(future)
+            handoff.cancel()  # stop the producer at its next item if we leave early
+            if handoff.finished:
+                await future
+            else:  # interrupted: the thread ends at its next item; the pool's owner joins it
+                future.add_done_callback(_retrieve)
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.warning("a generator thread ended with %r after its request was cancelled", future.exception())
 
 
 async def _iterate(source: Any, skip: int) -> AsyncIterator[Any]:
@@ -444,35 +345,35 @@ class _nullcontext:
 class ZipOperator(Operator):
     """``zip``: pairs the item at a path from each input; a tombstone on either side wins."""
 
+    passes_control = False
+
     def __init__(self, spec: StageSpec, ctx: StageContext, emit: Emit) -> None:
         super().__init__(spec, ctx, emit)
         self._halves: dict[tuple[int, ...], tuple[int, Message]] = {}
 
-    async def process(self, batch: list[Any]) -> None:
-        cancelled = self.ctx.cancelled
-        for msg in batch:
-            port = 0
-            if msg.__class__ is Right:
-                port, msg = 1, msg.msg
-            cls = msg.__class__
-            if cls is Open or cls is Done:
-                if port == 0:  # both inputs carry the same markers: forward one copy
-                    await self._send(msg)
-                continue
-            path = msg.path
-            if path[0] in cancelled:
-                continue
-            other = self._halves.get(path)
-            if other is None or other[0] == port:
-                self._halves[path] = (port, msg)
-                continue
-            del self._halves[path]
-            left, right = (other[1], msg) if port == 1 else (msg, other[1])
-            self.handled += 1
-            if left.__class__ is Item and right.__class__ is Item:
-                await self._send(Item(path, (left.value, right.value)))  # type: ignore[union-attr]
-            else:
-                await self._send(Tombstone(path))
+    async def handle(self, msg: Any) -> None:
+        port = 0
+        if msg.__class__ is Right:
+            port, msg = 1, msg.msg
+        cls = msg.__class__
+        if cls is Open or cls is Done:
+            if port == 0:  # both inputs carry the same markers: forward one copy
+                await self._send(msg)
+            return
+        path = msg.path
+        if path[0] in self.ctx.cancelled:
+            return
+        other = self._halves.get(path)
+        if other is None or other[0] == port:
+            self._halves[path] = (port, msg)
+            return
+        del self._halves[path]
+        left, right = (other[1], msg) if port == 1 else (msg, other[1])
+        self.handled += 1
+        if left.__class__ is Item and right.__class__ is Item:
+            await self._send(Item(path, (left.value, right.value)))  # type: ignore[union-attr]
+        else:
+            await self._send(Tombstone(path))
 
     def purge(self, rid: int) -> None:
         for path in [p for p in self._halves if p[0] == rid]:
@@ -493,62 +394,61 @@ class AggregateOperator(Operator):
     run on the event loop, so keep them quick (or make them ``async``).
     """
 
+    passes_control = False
+
     def __init__(self, spec: StageSpec, ctx: StageContext, emit: Emit) -> None:
         super().__init__(spec, ctx, emit)
         self.incremental = _is_incremental_aggregator(spec.fn)
         self._plen = spec.depth + 1  # length of a parent path
         self._groups: dict[tuple[int, ...], Group] = {}
+        # Several lanes may feed one incremental aggregator whose methods wait: keep
+        # each group's start/add calls in order.
+        self._lock = asyncio.Lock() if self.incremental and spec.max_in_flight != 1 else None
 
     async def setup(self) -> None:
         if not self.incremental:
             await super().setup()
 
-    async def process(self, batch: list[Any]) -> None:
-        cancelled = self.ctx.cancelled
+    async def handle(self, msg: Any) -> None:
+        path = msg.path
+        cls = msg.__class__
+        n = len(path)
         plen = self._plen
-        for msg in batch:
-            path = msg.path
-            cls = msg.__class__
-            n = len(path)
-            if n < plen or (n == plen and cls is Tombstone):
-                await self._send(msg)  # an outer level's marker, or a dropped parent
-                continue
-            if path[0] in cancelled:
-                continue
-            key = path if n == plen else path[:plen]
-            group = self._groups.get(key)
-            if group is None:
-                group = self._groups[key] = Group()
-            try:
-                if cls is Open or cls is Done:
-                    first = group.set_parent(msg.value)
-                    if cls is Done:
-                        group.expected = msg.count
-                    if self.incremental and first:
-                        await self._start(group)
-                else:
-                    await self._add(group, msg)
-            except Exception as exc:
-                # The group is dead: keep counting its children so it is freed when
-                # complete, but report the failure (or the tombstone) now.
-                group.state = _DEAD
-                group.values.clear()
-                await self._error(key, exc)
-            if group.complete:
-                del self._groups[key]
-                if group.state is _DEAD:
-                    continue
-                if self._slots is not None:
-                    await self._spawn(key[0], self._finish, key, group)
-                else:
-                    self._current = key[0]
-                    try:
-                        await self._finish(key, group)
-                    except asyncio.CancelledError:
-                        if not self._consume_interrupt():
-                            raise
-                    finally:
-                        self._current = None
+        if n < plen or (n == plen and cls is Tombstone):
+            await self._send(msg)  # an outer level's marker, or a dropped parent
+            return
+        if path[0] in self.ctx.cancelled:
+            return
+        key = path if n == plen else path[:plen]
+        group = self._groups.get(key)
+        if group is None:
+            group = self._groups[key] = Group()
+        try:
+            if self._lock is not None:
+                async with self._lock:
+                    await self._take(group, msg, cls)
+            else:
+                await self._take(group, msg, cls)
+        except Exception as exc:
+            # The group is dead: keep counting its children so it is freed when
+            # complete, but report the failure (or the tombstone) now.
+            group.state = _DEAD
+            group.values.clear()
+            await self._error(key, exc)
+        if group.complete and self._groups.get(key) is group:
+            del self._groups[key]
+            if group.state is not _DEAD:
+                await self._finish(key, group)
+
+    async def _take(self, group: Group, msg: Any, cls: type) -> None:
+        if cls is Open or cls is Done:
+            first = group.set_parent(msg.value)
+            if cls is Done:
+                group.expected = msg.count
+            if self.incremental and first:
+                await self._start(group)
+        else:
+            await self._add(group, msg)
 
     async def _start(self, group: Group) -> None:
         if group.state is _DEAD:
@@ -573,10 +473,11 @@ class AggregateOperator(Operator):
     async def _finish(self, key: tuple[int, ...], group: Group) -> None:
         self.busy += 1
         try:
+            set_current(self.name, key)  # the aggregate's function works on the parent's item
             if self.incremental:
                 value = await _maybe_await(group.state.finish())
             else:
-                value = await self._apply(group.parent, group.children())
+                value = await self._apply(key, group.parent, group.children())
         except Exception as exc:
             await self._error(key, exc)
             return

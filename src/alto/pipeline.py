@@ -20,15 +20,54 @@ import inspect
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict, Unpack
 
 from .errors import PipelineError
 
-__all__ = ["ON_ERROR", "Pipeline", "StageKind", "StageSpec", "Stream"]
+__all__ = ["ON_ERROR", "UNSET", "Pipeline", "StageKind", "StageOptions", "StageSpec", "Stream"]
 
 StageKind = Literal["input", "map", "expand", "filter", "zip", "aggregate"]
-ON_ERROR = ("fail", "drop")
-_ROUTERS = ("p2c", "round_robin", "rendezvous")
+OnError = Literal["fail", "drop"]
+ON_ERROR: tuple[OnError, ...] = ("fail", "drop")
+#: default ``concurrency`` of an ``async`` stage function (an LLM call waits, it does not compute)
+ASYNC_CONCURRENCY = 64
+
+
+class _Unset:
+    """The type of :data:`UNSET`: an option left at its default (``None`` means "off")."""
+
+    _instance: _Unset | None = None
+
+    def __new__(cls) -> _Unset:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "UNSET"
+
+    def __reduce__(self) -> str:
+        return "UNSET"  # one instance in every process
+
+
+UNSET = _Unset()
+
+
+class StageOptions(TypedDict, total=False):
+    """The options every stage method takes (``Stream.map(fn, **options)``), typed.
+
+    ``concurrency``: items in flight per replica; left unset it is 1 for a plain function
+    and 64 for an ``async`` function or async generator; ``None`` is unbounded.
+    """
+
+    name: str
+    replicas: int
+    concurrency: int | None
+    retries: int
+    on_error: OnError
+    router: Any
+    resources: Mapping[str, float]
+    stateful: bool
 
 
 @dataclass(frozen=True, eq=False)
@@ -46,12 +85,19 @@ class StageSpec:
     depth: int
     levels: tuple[str, ...]
     replicas: int = 1
-    concurrency: int = 1
+    concurrency: int | None | _Unset = UNSET
     retries: int = 0
-    on_error: str = "fail"
+    on_error: OnError = "fail"
     router: Any = None
     resources: Mapping[str, float] = field(default_factory=dict)
     stateful: bool = False
+
+    @property
+    def max_in_flight(self) -> int | None:
+        """Items in flight per replica: ``concurrency``, or its default for this function."""
+        if self.concurrency is UNSET:
+            return default_concurrency(self.fn)
+        return self.concurrency  # type: ignore[return-value]
 
     @property
     def input_depth(self) -> int:
@@ -78,6 +124,19 @@ class StageSpec:
         return path[: max(self.input_depth, 1)]
 
 
+def default_concurrency(fn: Any) -> int:
+    """1 for a plain function, 64 for an ``async`` one or an async generator (also as a class's ``__call__``)."""
+    target = getattr(fn, "__call__", None) if inspect.isclass(fn) else fn  # noqa: B004
+    if target is None:
+        return 1
+    if _is_incremental_aggregator(fn):
+        methods = (getattr(fn, m) for m in ("start", "add", "finish"))
+        return ASYNC_CONCURRENCY if any(inspect.iscoroutinefunction(m) for m in methods) else 1
+    from .invoke import classify  # invoke imports nothing of the pipeline; kept local for clarity
+
+    return 1 if classify(target) == "sync" else ASYNC_CONCURRENCY
+
+
 def _derive_name(fn: Any, kind: str) -> str:
     raw = getattr(fn, "__name__", None) or type(fn).__name__ or kind
     name = re.sub(r"\W+", "_", raw).strip("_") or kind
@@ -101,14 +160,14 @@ class Stream:
     def __repr__(self) -> str:
         return f"Stream(stage={self.stage!r}, depth={self.depth})"
 
-    def map(self, fn: Callable[..., Any], **options: Any) -> Stream:
+    def map(self, fn: Callable[..., Any], **options: Unpack[StageOptions]) -> Stream:
         """One output per input: ``fn(value) -> value``. Depth unchanged.
 
         ``stateful=True`` routes all siblings of a group to one replica.
         """
         return self.pipeline._add("map", fn, (self,), self.depth, self.levels, options)
 
-    def expand(self, fn: Callable[..., Any], **options: Any) -> Stream:
+    def expand(self, fn: Callable[..., Any], **options: Unpack[StageOptions]) -> Stream:
         """Split each item: ``fn(value)`` returns an iterable, generator or async generator.
 
         Each yielded child goes downstream at once. Opens a new level (depth + 1).
@@ -116,11 +175,11 @@ class Stream:
         stream = self.pipeline._add("expand", fn, (self,), self.depth + 1, None, options)
         return stream
 
-    def filter(self, predicate: Callable[[Any], Any], **options: Any) -> Stream:
+    def filter(self, predicate: Callable[[Any], Any], **options: Unpack[StageOptions]) -> Stream:
         """Keep items for which ``predicate(value)`` is truthy; dropped ones still count."""
         return self.pipeline._add("filter", predicate, (self,), self.depth, self.levels, options)
 
-    def zip(self, other: Stream, **options: Any) -> Stream:
+    def zip(self, other: Stream, **options: Unpack[StageOptions]) -> Stream:
         """Pair items with the same ancestry path: emits ``(self_value, other_value)``.
 
         Both streams must have the same depth and origin (the same expand stages).
@@ -136,7 +195,7 @@ class Stream:
             )
         return self.pipeline._add("zip", None, (self, other), self.depth, self.levels, options)
 
-    def aggregate(self, fn: Any, **options: Any) -> Stream:
+    def aggregate(self, fn: Any, **options: Unpack[StageOptions]) -> Stream:
         """Close the innermost level: ``fn(parent, children) -> value`` (depth - 1).
 
         ``children`` are the surviving items of one parent ordered by index. ``fn`` may
@@ -144,7 +203,7 @@ class Stream:
         one instance per group, fed as children arrive.
         """
         if self.depth == 0:
-            hint = getattr(fn, "__name__", "aggregate")
+            hint = options.get("name") or getattr(fn, "__name__", "aggregate")
             raise PipelineError(
                 f"aggregate {hint!r} on stream {self.stage!r}: the stream is at depth 0, so "
                 "there is no open level to close. Add an expand before it, or use map."
@@ -164,7 +223,7 @@ def is_class_stage(fn: Any) -> bool:
     return inspect.isclass(fn) and any("__call__" in vars(k) for k in fn.__mro__ if k is not object)
 
 
-_STAGE_OPTIONS = {"name", "replicas", "concurrency", "retries", "on_error", "router", "resources", "stateful"}
+_STAGE_OPTIONS = set(StageOptions.__annotations__)
 
 
 class Pipeline:
@@ -224,7 +283,7 @@ class Pipeline:
         sources: tuple[Stream, ...],
         depth: int,
         levels: tuple[str, ...] | None,
-        options: dict[str, Any],
+        options: Mapping[str, Any],
     ) -> Stream:
         for s in sources:
             self._check_stream(s, kind)
@@ -261,14 +320,14 @@ class Pipeline:
             depth=depth,
             levels=levels,
             replicas=options.get("replicas", 1),
-            concurrency=options.get("concurrency", 1),
+            concurrency=options.get("concurrency", UNSET),
             retries=options.get("retries", 0),
             on_error=options.get("on_error", "fail"),
             router=options.get("router"),
             resources=dict(options.get("resources") or {}),
-            stateful=bool(options.get("stateful", False)),
+            stateful=options.get("stateful", False),
         )
-        _check_options(spec)
+        check_options(spec)
         self._stages[name] = spec
         return Stream(self, name, depth, levels)
 
@@ -335,6 +394,9 @@ class Pipeline:
             for src in spec.inputs:
                 if src not in self._stages:
                     raise PipelineError(f"stage {spec.name!r} reads from unknown stage {src!r}")
+        for spec in self._stages.values():
+            if spec.kind != "input":
+                check_options(spec)  # from_specs pipelines are checked here, not when built
         self._check_acyclic()
         self._check_depths()
         if require_final and not self.final_outputs():
@@ -394,37 +456,46 @@ class Pipeline:
                 raise PipelineError(f"{spec.kind} {spec.name!r} takes one input stream, got {len(ups)}")
 
 
-def _check_options(spec: StageSpec) -> None:
-    """Validate the common stage options; messages name the stage and the fix."""
+def check_options(spec: StageSpec) -> None:
+    """The one place stage options are checked; messages name the stage and the fix."""
     where = f"{spec.kind} {spec.name!r}"
 
-    def positive_int(value: Any, opt: str, minimum: int) -> None:
+    def integer(value: Any, opt: str, minimum: int) -> None:
         if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
             raise PipelineError(f"{where}: {opt}= must be an integer >= {minimum}, got {value!r}")
 
-    positive_int(spec.replicas, "replicas", 1)
-    positive_int(spec.concurrency, "concurrency", 1)
-    positive_int(spec.retries, "retries", 0)
+    if spec.kind not in ("map", "expand", "filter", "zip", "aggregate"):
+        raise PipelineError(
+            f"stage {spec.name!r}: unknown kind {spec.kind!r}; use map, expand, filter, zip or aggregate"
+        )
+    if spec.kind != "zip" and not callable(spec.fn):
+        raise PipelineError(f"{where}: expected a function or class, got {spec.fn!r}")
+    integer(spec.replicas, "replicas", 1)
+    if spec.concurrency is not UNSET and spec.concurrency is not None:
+        integer(spec.concurrency, "concurrency", 1)
+    integer(spec.retries, "retries", 0)
     if spec.on_error not in ON_ERROR:
-        raise PipelineError(f"{where}: on_error= must be one of {ON_ERROR}, got {spec.on_error!r}")
+        raise PipelineError(
+            f"{where}: on_error= must be 'fail' (the request fails) or 'drop' (the item is dropped), "
+            f"got {spec.on_error!r}"
+        )
+    if not isinstance(spec.stateful, bool):
+        raise PipelineError(f"{where}: stateful= must be True or False, got {spec.stateful!r}")
+    if not isinstance(spec.resources, Mapping):
+        raise PipelineError(f"{where}: resources= must be a dict such as {{'num_cpus': 1}}, got {spec.resources!r}")
     for key, value in spec.resources.items():
         if not isinstance(key, str) or not isinstance(value, (int, float)) or value < 0:
             raise PipelineError(
                 f"{where}: resources= maps resource names to non-negative numbers, "
                 f"e.g. {{'num_cpus': 1}}; got {key!r}: {value!r}"
             )
-    router = spec.router
-    if router is not None:
-        from .routing import Router  # routing does not import pipeline at module level
+    if spec.router is not None:
+        from .routing import router_is_keyed  # routing does not import pipeline at module level
 
-        if isinstance(router, str):
-            if router not in _ROUTERS:
-                raise PipelineError(f"{where}: router= must be one of {_ROUTERS} or a Router, got {router!r}")
-            keyed_router = router == "rendezvous"
-        elif isinstance(router, Router) or (inspect.isclass(router) and issubclass(router, Router)):
-            keyed_router = bool(getattr(router, "keyed", False))
-        else:
-            raise PipelineError(f"{where}: router= must be one of {_ROUTERS} or a Router, got {router!r}")
+        try:
+            keyed_router = router_is_keyed(spec.router)
+        except ValueError as exc:
+            raise PipelineError(f"{where}: {exc}") from None
         if spec.keyed and spec.replicas > 1 and not keyed_router:
             raise PipelineError(
                 f"{where}: with replicas > 1 this stage keeps per-group state, so every item of a "

@@ -13,11 +13,25 @@ True
 
 from __future__ import annotations
 
+import inspect
 import random
 from collections.abc import Callable
 from typing import Any, ClassVar
 
-__all__ = ["PowerOfTwo", "PromptAware", "Rendezvous", "RoundRobin", "Router", "make_router", "stable_hash"]
+from .ancestry import Item
+
+__all__ = [
+    "ROUTER_NAMES",
+    "PowerOfTwo",
+    "PromptAware",
+    "Rendezvous",
+    "RoundRobin",
+    "Router",
+    "make_router",
+    "replica_chooser",
+    "router_is_keyed",
+    "stable_hash",
+]
 
 LoadFn = Callable[[int], float]
 _MASK = (1 << 64) - 1
@@ -40,16 +54,32 @@ def stable_hash(key: tuple[int, ...]) -> int:
 
 
 class Router:
-    """Base class. ``keyed = True`` means equal keys always map to the same replica."""
+    """Base class. ``keyed = True`` means equal keys always map to the same replica.
+
+    Every sender gets its own instance (:meth:`fork`): routers keep per-sender state.
+    The arguments a router was constructed with are kept, so forks are configured alike:
+
+    >>> PowerOfTwo(seed=1).fork()._args
+    {'seed': 1}
+    """
 
     keyed: ClassVar[bool] = False
+    _args: dict[str, Any]
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Router:
+        self = super().__new__(cls)
+        # Record the constructor's arguments by name, so fork() can repeat them.
+        bound = inspect.signature(cls.__init__).bind_partial(None, *args, **kwargs)
+        bound.arguments.pop(next(iter(inspect.signature(cls.__init__).parameters)), None)
+        self._args = dict(bound.arguments)
+        return self
 
     def choose(self, key: tuple[int, ...], value: Any, n: int, load: LoadFn) -> int:
         raise NotImplementedError
 
     def fork(self) -> Router:
-        """A fresh instance for another sender (routers hold per-sender state)."""
-        return type(self)()
+        """A fresh instance, constructed with the same arguments, for another sender."""
+        return type(self)(**self._args)
 
 
 class RoundRobin(Router):
@@ -107,12 +137,16 @@ class PromptAware(Router):
     """Prompt-aware routing for LLM stages: least estimated outstanding *tokens*.
 
     The cost of an item is its prompt tokens (``len(text) / chars_per_token``) plus a
-    running estimate of output tokens for the stage. The sender adds that cost to its
-    local view of the chosen replica and subtracts it with :meth:`completed`; the
-    runtime's ``load(i)`` (load reports piggybacked on replies) is added on top. Prefix
-    affinity: an item whose first ``prefix_chars`` characters were routed before goes
-    back to the same replica (its KV cache may hold the prefix) unless that replica is
-    more than ``slack`` tokens busier than the least loaded one.
+    running estimate of output tokens for the stage. The sender keeps, per replica, the
+    items it sent and their summed cost; the runtime's ``load(i)`` (items queued or in
+    progress there, from load reports) corrects it: when a replica reports fewer items
+    than this sender believes it holds, the difference has completed and its share of
+    the cost is removed, so the estimate falls as work completes. Items of other senders
+    count at the mean cost. :meth:`completed` refines the output-length estimate from
+    real output token counts. Prefix affinity:
+    an item whose first ``prefix_chars`` characters were routed before goes back to the
+    same replica (its KV cache may hold the prefix) unless that replica is more than
+    ``slack`` tokens busier than the least loaded one.
     """
 
     def __init__(self, *, chars_per_token: float = 4.0, prefix_chars: int = 64, slack: float = 512.0) -> None:
@@ -120,18 +154,18 @@ class PromptAware(Router):
         self.prefix_chars = prefix_chars
         self.slack = slack
         self.output_estimate = 128.0
-        self._outstanding: dict[int, float] = {}
+        self._mean_cost = self.output_estimate
+        self._items: dict[int, int] = {}  # this sender's items believed outstanding, per replica
+        self._cost: dict[int, float] = {}  # their estimated tokens
         self._prefix: dict[str, int] = {}
-
-    def fork(self) -> PromptAware:
-        return PromptAware(chars_per_token=self.chars_per_token, prefix_chars=self.prefix_chars, slack=self.slack)
 
     def cost(self, value: Any) -> float:
         text = value if isinstance(value, str) else str(value)
         return len(text) / self.chars_per_token + self.output_estimate
 
     def choose(self, key: tuple[int, ...], value: Any, n: int, load: LoadFn) -> int:
-        loads = [load(i) + self._outstanding.get(i, 0.0) for i in range(n)]
+        mean = self._mean_cost
+        loads = [self._estimate(i, load(i), mean) for i in range(n)]
         best = min(range(n), key=loads.__getitem__)
         text = value if isinstance(value, str) else str(value)
         prefix = text[: self.prefix_chars]
@@ -142,18 +176,48 @@ class PromptAware(Router):
         if len(self._prefix) > 4096:  # bounded memory: forget the oldest prefixes
             for old in list(self._prefix)[:1024]:
                 del self._prefix[old]
-        self._outstanding[pick] = self._outstanding.get(pick, 0.0) + self.cost(value)
+        cost = self.cost(value)
+        self._items[pick] = self._items.get(pick, 0) + 1
+        self._cost[pick] = self._cost.get(pick, 0.0) + cost
+        self._mean_cost = 0.9 * mean + 0.1 * cost
         return pick
 
+    def _estimate(self, i: int, reported: float, mean: float) -> float:
+        """Outstanding tokens at replica ``i``: ours (less what completed) plus others' at the mean cost."""
+        mine = self._items.get(i, 0)
+        if reported < mine:  # the replica holds fewer items than we sent: some completed
+            kept = max(int(reported), 0)
+            self._cost[i] = self._cost.get(i, 0.0) * (kept / mine) if mine else 0.0
+            self._items[i] = mine = kept
+        return self._cost.get(i, 0.0) + (reported - mine) * mean
+
     def completed(self, replica: int, value: Any, output_tokens: int | None = None) -> None:
-        """Account for a finished item; ``output_tokens`` refines the output estimate."""
+        """A finished item: ``output_tokens`` refines the estimate of output length."""
         if output_tokens is not None:
             self.output_estimate = 0.9 * self.output_estimate + 0.1 * output_tokens
-        left = self._outstanding.get(replica, 0.0) - self.cost(value)
-        self._outstanding[replica] = max(left, 0.0)
 
 
-_BY_NAME: dict[str, type[Router]] = {"round_robin": RoundRobin, "p2c": PowerOfTwo, "rendezvous": Rendezvous}
+_BY_NAME: dict[str, type[Router]] = {
+    "round_robin": RoundRobin,
+    "p2c": PowerOfTwo,
+    "rendezvous": Rendezvous,
+    "prompt_aware": PromptAware,
+}
+ROUTER_NAMES = tuple(_BY_NAME)
+
+
+def router_is_keyed(spec: Any) -> bool:
+    """Whether the ``router=`` option ``spec`` maps equal keys to one replica.
+
+    Raises ``ValueError`` (with the valid choices) for anything that is not a router.
+    """
+    if isinstance(spec, str):
+        if spec not in _BY_NAME:
+            raise ValueError(f"router= must be one of {ROUTER_NAMES} or a Router, got {spec!r}")
+        return _BY_NAME[spec].keyed
+    if isinstance(spec, Router) or (inspect.isclass(spec) and issubclass(spec, Router)):
+        return bool(spec.keyed)
+    raise ValueError(f"router= must be one of {ROUTER_NAMES} or a Router, got {spec!r}")
 
 
 def make_router(spec: Any, *, keyed: bool) -> Router:
@@ -169,3 +233,21 @@ def make_router(spec: Any, *, keyed: bool) -> Router:
     if isinstance(spec, Router):
         return spec.fork()
     return spec()
+
+
+def replica_chooser(spec: Any, n: int, load: LoadFn) -> Callable[[Any], int]:
+    """The replica index (of ``n``) that one sender picks for each message to stage ``spec``.
+
+    A fresh router per sender; keyed stages route on the group part of the path
+    (``spec.route_key``), so every sender agrees on a group's replica. Messages are
+    anything with ``path`` (and ``value`` for items).
+    """
+    router = make_router(spec.router, keyed=spec.keyed)
+    choose = router.choose
+    route_key = spec.route_key if spec.keyed else None
+
+    def pick(msg: Any) -> int:
+        key = route_key(msg.path) if route_key is not None else msg.path
+        return choose(key, msg.value if msg.__class__ is Item else None, n, load)
+
+    return pick

@@ -13,7 +13,7 @@ piggybacked on acknowledgements). A window of unacknowledged batches per link, a
 bounded inboxes, give backpressure.
 
 One gateway actor (:mod:`alto.runtime.ray_gateway`), on the driver's node, admits
-requests, holds the output sinks (:class:`~alto.runtime.base.Requests`, shared with
+requests, holds the output sinks (:class:`~alto.runtime.requests.Requests`, shared with
 the local runtime) and supervises replicas.
 
 **Failures.** A sender whose batch fails because its receiver died reports it to the
@@ -34,16 +34,22 @@ every wait has a timeout with a message that says what was waited for.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import logging
 import os
 import secrets
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Unpack
 
 from ..pipeline import Pipeline
-from .base import Event, Runtime
-from .ray_gateway import Gateway
+from .base import Runtime
+from .ray_gateway import Gateway, RayOptions
+from .replica import RuntimeKwargs, RuntimeOptions
+from .requests import Event
+
+log = logging.getLogger("alto.ray")
 
 __all__ = ["RayRuntime", "ray_init"]
 
@@ -93,6 +99,17 @@ def _dumps(obj: Any, pipeline: Pipeline) -> bytes:
             cloudpickle.unregister_pickle_by_value(m)
 
 
+class RayKwargs(RuntimeKwargs, total=False):
+    """Keyword options of :class:`RayRuntime`: the shared runtime options plus Ray's own."""
+
+    start_timeout_s: float
+    max_restarts: int
+    transport: str
+    health_interval_s: float
+    restart_timeout_s: float
+    health_timeout_s: float
+
+
 class RayRuntime(Runtime):
     """Run a pipeline on Ray: ``async with RayRuntime(p, address="auto") as rt:``.
 
@@ -101,34 +118,54 @@ class RayRuntime(Runtime):
         address: a cluster to join (``"auto"``, ``"ray://..."``); ``None`` starts or
             reuses a local Ray instance.
         streaming: ``False`` runs the paper's baseline.
-        timeout_s: longest wait for one request (error message on expiry).
         start_timeout_s: longest wait for replicas to be placed and started.
         max_restarts: replacements per replica before its requests fail.
         transport: ``"tcp"`` (default): items travel on direct connections between
             replicas (each replica listens on its node's IP; nodes must reach each
             other's ports, as Ray's own workers do); ``"ray"``: as Ray actor calls
             (about 10x slower per hop; for networks that allow only Ray's ports).
-        inbox_capacity, batch_size, max_requests, sync_budget_s: as for LocalRuntime.
+        health_interval_s, restart_timeout_s, health_timeout_s: supervision timing.
+        **options: the same :class:`~alto.runtime.replica.RuntimeOptions` as
+            :class:`~alto.LocalRuntime` (``inbox_capacity``, ``batch_size``,
+            ``max_requests``, ``sync_budget_s``, ``timeout_s``, ``event_buffer``).
+
+    Raises ``ImportError`` naming the extra to install when Ray is missing.
     """
 
     def __init__(
-        self, pipeline: Pipeline, *, address: str | None = None, streaming: bool = True, **options: Any
+        self,
+        pipeline: Pipeline,
+        *,
+        address: str | None = None,
+        streaming: bool = True,
+        **options: Unpack[RayKwargs],
     ) -> None:
+        try:
+            import ray  # noqa: F401 -- fail here, with the fix, not deep inside start()
+        except ImportError as exc:
+            raise ImportError(
+                "RayRuntime needs Ray: pip install 'alto-orchestrator[ray]' (or runtime='local')"
+            ) from exc
         pipeline.validate()
-        transport = options.setdefault("transport", "tcp")
-        if transport not in ("tcp", "ray"):
-            raise ValueError(f"transport={transport!r}: use 'tcp' (direct connections, default) or 'ray' (actor calls)")
+        shared, rest = RuntimeOptions.split(dict(options))
+        try:
+            ray_options = RayOptions(**rest)
+        except TypeError as exc:
+            valid = sorted(set(RuntimeOptions.__dataclass_fields__) | set(RayKwargs.__annotations__))
+            raise TypeError(f"RayRuntime: {exc}; valid options: {valid}") from None
         # Only replicas of this runtime know the token, so only they can feed each other;
         # no token means the Ray-call transport.
-        options["token"] = secrets.token_bytes(16) if transport == "tcp" else None
+        token = secrets.token_bytes(16) if ray_options.transport == "tcp" else None
+        self.ray_options = dataclasses.replace(ray_options, token=token)
+        self.options = shared
+        self.max_requests = shared.max_requests
         self.pipeline = pipeline
         self.address = address
         self.streaming = streaming
-        self.options = options
         self.gateway: Any = None
         self.placement: dict[str, list[str]] = {}
 
-    async def __aenter__(self) -> RayRuntime:
+    async def _open(self) -> None:
         import ray
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
@@ -140,29 +177,26 @@ class RayRuntime(Runtime):
             max_concurrency=10_000,
             scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=here, soft=False),
         )
-        self.gateway = gateway_cls.remote(payload, self.streaming, self.options)
+        self.gateway = gateway_cls.remote(payload, self.streaming, self.options, self.ray_options)
         try:
             self.placement = await self.gateway.start.remote()
         except BaseException:
-            await self.aclose()
+            await self._close()
             raise
-        return self
 
-    async def __aexit__(self, *exc: Any) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
+    async def _close(self) -> None:
         import ray
 
         if self.gateway is not None:
             try:
                 await asyncio.wait_for(self.gateway.close.remote(), 30)
-            except Exception:
-                pass
+            except Exception as exc:  # the gateway is killed below either way
+                log.warning("closing the Ray gateway failed (%r); killing it", exc)
             ray.kill(self.gateway)
             self.gateway = None
 
     async def submit(self, value: Any) -> Any:
+        self._require_open()
         if not self.pipeline.final_outputs():
             self.pipeline.validate(require_final=True)
         ok, result = await self.gateway.submit.remote(value)
@@ -171,6 +205,7 @@ class RayRuntime(Runtime):
         return result
 
     async def stream(self, value: Any) -> AsyncIterator[Event]:
+        self._require_open()
         rid = await self.gateway.open_stream.remote(value)
         done = False
         try:
@@ -181,7 +216,7 @@ class RayRuntime(Runtime):
                         raise ev
                     yield ev
         finally:
-            if not done:
+            if not done and self.gateway is not None:
                 self.gateway.cancel.remote(rid)
 
     async def replica(self, stage: str, index: int = 0) -> Any:
@@ -189,7 +224,7 @@ class RayRuntime(Runtime):
         return await self.gateway.replica.remote(stage, index)
 
     async def stats(self) -> dict[str, Any]:
-        return await self.gateway.stats.remote()
+        return {"max_requests": self.max_requests, **await self.gateway.stats.remote()}
 
     async def debug_state(self) -> dict[str, Any]:
         """Open requests and every replica's inbox and links (for diagnosing a stall)."""

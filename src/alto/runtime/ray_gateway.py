@@ -4,32 +4,58 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from ..ancestry import Item, Message
 from ..errors import StageError
 from ..pipeline import Pipeline, StageSpec
-from .base import Requests
 from .ray_replica import ReplicaActor, options_for
-from .ray_sender import Sender, Wiring, build_emit, downstream_stages
+from .ray_sender import Sender, Wiring, downstream_stages, wire_emit
+from .replica import RuntimeOptions
+from .requests import Requests
 from .wire import Endpoint, Pool
 
 log = logging.getLogger("alto.ray")
 
 
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RayOptions:
+    """Options only the Ray runtime has (see :class:`~alto.runtime.ray.RayRuntime`)."""
+
+    start_timeout_s: float = 60.0
+    max_restarts: int = 5
+    transport: str = "tcp"
+    health_interval_s: float = 0.5
+    restart_timeout_s: float = 15.0
+    health_timeout_s: float = 10.0
+    token: bytes | None = None
+
+    def __post_init__(self) -> None:
+        if self.transport not in ("tcp", "ray"):
+            raise ValueError(
+                f"transport={self.transport!r}: use 'tcp' (direct connections, default) or 'ray' (actor calls)"
+            )
+        for name in ("start_timeout_s", "health_interval_s", "restart_timeout_s", "health_timeout_s"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name}= must be a number of seconds > 0, got {getattr(self, name)!r}")
+        if not isinstance(self.max_restarts, int) or self.max_restarts < 0:
+            raise ValueError(f"max_restarts= must be an integer >= 0, got {self.max_restarts!r}")
+
+
 class Gateway:
     """Admission, output sinks and replica supervision for one RayRuntime."""
 
-    def __init__(self, payload: bytes, streaming: bool, options: dict[str, Any]) -> None:
+    def __init__(self, payload: bytes, streaming: bool, options: RuntimeOptions, ray_options: RayOptions) -> None:
         import cloudpickle
 
         self.payload = payload
         self.pipeline: Pipeline = cloudpickle.loads(payload)
         self.streaming = streaming
         self.options = options
-        self.timeout_s = options.get("timeout_s", 300.0)
-        self.start_timeout_s = options.get("start_timeout_s", 60.0)
-        self.max_restarts = options.get("max_restarts", 5)
+        self.timeout_s = options.timeout_s
+        self.start_timeout_s = ray_options.start_timeout_s
+        self.max_restarts = ray_options.max_restarts
         self.handles: dict[str, list[Any]] = {}
         self.nodes: dict[str, list[str]] = {}
         self.restarts: dict[tuple[str, int], int] = {}
@@ -42,11 +68,11 @@ class Gateway:
         self.suspect_nodes: set[str] = set()
         self.failed_starts: dict[tuple[str, int], int] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
-        self.health_interval_s = options.get("health_interval_s", 0.5)
-        self.restart_timeout_s = options.get("restart_timeout_s", 15.0)
-        self.health_timeout_s = options.get("health_timeout_s", 10.0)
+        self.health_interval_s = ray_options.health_interval_s
+        self.restart_timeout_s = ray_options.restart_timeout_s
+        self.health_timeout_s = ray_options.health_timeout_s
         self.addrs: dict[str, list[Any]] = {}
-        self.token: bytes | None = options["token"]  # None: the Ray-call transport
+        self.token: bytes | None = ray_options.token  # None: the Ray-call transport
         self.pool = Pool(self.token) if self.token else None
         self.gateway_addr: Any = None
         self.sender: Sender | None = None  # made in start(): it needs the running loop
@@ -54,8 +80,10 @@ class Gateway:
     async def start(self) -> dict[str, list[str]]:
         import ray
 
-        self.requests = Requests(self.pipeline)
-        self.admission = asyncio.Semaphore(self.options.get("max_requests", 128))
+        self.requests = Requests(
+            self.pipeline, timeout_s=self.timeout_s, event_buffer=self.options.event_buffer, on_end=self._ended
+        )
+        self.admission = asyncio.Semaphore(self.options.max_requests)
         self.me = ray.get_runtime_context().current_actor
         for spec in self.pipeline.stages.values():
             if spec.kind != "input":
@@ -89,7 +117,7 @@ class Gateway:
                 hard={}, soft={"ray.io/node-id": NotIn(*avoid)}
             )
         actor = ray.remote(ReplicaActor).options(**options)
-        return actor.remote(self.payload, spec.name, index, self.streaming, self.options)
+        return actor.remote(self.payload, spec.name, index, self.streaming, self.options, self.token)
 
     async def _await_all(self, refs: list[Any], what: str, stage: str | None) -> list[Any]:
         try:
@@ -115,22 +143,26 @@ class Gateway:
             self.sender = Sender(lambda stage, i: self._spawn_task(self._replace_current(stage, i)))
         name = "input"  # the pipeline's single input stage
         sends, sink = await self._wiring().senders(self.pool, downstream_stages(self.pipeline, name))
-        self.inject = build_emit(name, self.sender, self.pipeline, sends, sink)
+        self.inject = wire_emit(name, self.sender, self.pipeline, sends, sink)
 
     # -- requests ------------------------------------------------------------------------
 
     async def _admit(self, value: Any, events: bool) -> Any:
         req = self.requests.open(events=events)
         self.inputs[req.rid] = value
-        req.future.add_done_callback(lambda _f, rid=req.rid: self._finish(rid))
         wait = self.inject(Item((req.rid,), value))
         if wait is not None:
             await wait
         return req
 
-    def _finish(self, rid: int) -> None:
+    def _ended(self, rid: int, interrupt: bool) -> None:
+        """A request ended (Requests calls this once): stop its work now if it failed or
+        was abandoned; otherwise let replicas forget it with the next batch."""
         self.inputs.pop(rid, None)
-        self.finished.append(rid)
+        if interrupt:
+            self._broadcast([rid], interrupt=True)
+        else:
+            self.finished.append(rid)
 
     async def submit(self, value: Any) -> tuple[bool, Any]:
         """``(True, result)`` or ``(False, exception)``: errors travel as values so the
@@ -138,16 +170,12 @@ class Gateway:
         async with self.admission:
             req = await self._admit(value, events=False)
             try:
-                return True, await asyncio.wait_for(asyncio.shield(req.future), self.timeout_s)
-            except (StageError, RuntimeError) as exc:
+                return True, await req.future
+            except Exception as exc:  # StageError, RequestTimeout, closed runtime
                 return False, exc
-            except TimeoutError:
-                error = TimeoutError(
-                    f"request {req.rid} did not complete within {self.timeout_s:.0f}s (pass timeout_s= to wait longer)"
-                )
-                self.requests.fail(req.rid, error)
-                self._broadcast([req.rid], interrupt=True)
-                return False, error
+            finally:
+                if self.requests.get(req.rid) is not None:  # the caller went away
+                    self.requests.forget(req.rid)
 
     async def open_stream(self, value: Any) -> int:
         await self.admission.acquire()
@@ -157,18 +185,12 @@ class Gateway:
         return req.rid
 
     async def next_events(self, rid: int) -> tuple[list[Any], bool]:
-        """Events of a streamed request so far (waiting for at least one)."""
-        req = self._streams[rid]
-        try:
-            first = await asyncio.wait_for(req.events.get(), self.timeout_s)
-        except TimeoutError:
-            self.cancel(rid)
-            raise TimeoutError(f"no output for request {rid} within {self.timeout_s:.0f}s") from None
-        out = [first]
-        while not req.events.empty():
-            out.append(req.events.get_nowait())
-        from .base import _END
+        """Events of a streamed request so far (waiting for at least one; the request's
+        own timeout ends the wait with its error)."""
+        from .requests import _END
 
+        req = self._streams[rid]
+        out = await req.events.get()
         done = any(e is _END or isinstance(e, BaseException) for e in out)
         out = [e for e in out if e is not _END]
         if done:
@@ -177,9 +199,7 @@ class Gateway:
 
     def cancel(self, rid: int) -> None:
         """The caller left: drop the request and stop its work on every replica."""
-        if rid in self.inputs:
-            self.requests.forget(rid)
-            self._broadcast([rid], interrupt=True)
+        self.requests.forget(rid)
         self._streams.pop(rid, None)
 
     async def deliver(self, batch: list[tuple[str, Message]]) -> int:
@@ -187,13 +207,13 @@ class Gateway:
         return await self._deliver(batch)
 
     async def _deliver(self, batch: list[tuple[str, Message]]) -> int:
-        for output, msg in batch:
-            self.requests.deliver(output, msg)
+        waits = [w for w in (self.requests.deliver(output, msg) for output, msg in batch) if w is not None]
+        if waits:  # a stream's reader is behind: the ack waits, so the senders' windows fill
+            await asyncio.gather(*waits)
         return 0
 
     async def fail(self, error: StageError) -> None:
-        if self.requests.fail(error.path[0], error):
-            self._broadcast([error.path[0]], interrupt=True)
+        self.requests.fail(error.path[0], error)  # ends it: _ended stops its work
 
     def _broadcast(self, rids: list[int], interrupt: bool) -> None:
         for hs in self.handles.values():
@@ -359,9 +379,9 @@ class Gateway:
     async def close(self) -> None:
         import ray
 
+        self.requests.close("the runtime was closed before this request finished")
         self._janitor.cancel()
         self._health.cancel()
-        self.requests.close("the runtime was closed before this request finished")
         if self.pool is not None:
             await self.pool.close()
             await self.endpoint.close()

@@ -1,7 +1,7 @@
 """The sending side of a Ray replica (and of the gateway): routing, batching, windows.
 
-Each sender routes every message itself (the same :func:`~alto.runtime.base.replica_chooser`
-as the local runtime) and puts it on the :class:`Link` to the chosen replica; all links
+Each sender routes every message itself (the same :func:`~alto.runtime.replica.build_emit`
+and routers as the local runtime) and puts it on the :class:`Link` to the chosen replica; all links
 with new messages are flushed once per turn of the event loop, so a busy stage sends
 few, large batches and a quiet one sends at once. A window of unacknowledged batches
 per link gives backpressure; the acknowledgements carry the receiver's queue length,
@@ -18,7 +18,7 @@ from typing import Any
 from ..ancestry import Message
 from ..operators import Right
 from ..pipeline import Pipeline
-from .base import fan_out, replica_chooser
+from .replica import build_emit
 from .wire import Pool
 
 log = logging.getLogger("alto.ray")
@@ -177,36 +177,31 @@ class Wiring:
         return sends, (await pool.connect(self.gateway_addr)).send
 
 
-def build_emit(
+def wire_emit(
     name: str,
     sender: Sender,
     pipeline: Pipeline,
     sends: dict[str, list[Send]],
     sink: Send,
 ) -> Callable[[Message], Any]:
-    """The emit function of stage ``name``: route to downstream replicas and sinks."""
-    targets: list[Callable[[Message], Any]] = []
-    for dest, port in pipeline.downstream()[name]:
-        reps = sends[dest]
-        spec = pipeline.stages[dest]
-        for i, send in enumerate(reps):
-            sender.link((dest, i), send)
-        wrap = port == 1
-        if len(reps) == 1:
-            key0 = (dest, 0)
-            targets.append((lambda k, w: lambda m: sender.put(k, Right(m) if w else m, m.path[0]))(key0, wrap))
-            continue
-        choose = replica_chooser(spec, len(reps), lambda j, dest=dest: sender.load((dest, j)))
+    """The emit function of stage ``name`` on Ray: the shared
+    :func:`~alto.runtime.replica.build_emit` over this sender's links."""
 
-        def route(msg: Message, dest: str = dest, choose: Any = choose, wrap: bool = wrap) -> Any:
-            return sender.put((dest, choose(msg)), Right(msg) if wrap else msg, msg.path[0])
+    def target(dest: str, i: int) -> Callable[[Any], Any]:
+        key = (dest, i)
+        sender.link(key, sends[dest][i])
+        return lambda m: sender.put(key, m, (m.msg if m.__class__ is Right else m).path[0])
 
-        targets.append(route)
-    if name in pipeline.outputs:
-        sink_key = ("__sink__", pipeline.outputs.index(name))
+    sink_key = ("__sink__", pipeline.outputs.index(name)) if name in pipeline.outputs else None
+    if sink_key is not None:
         sender.link(sink_key, sink)
-        targets.append(lambda m: sender.put(sink_key, (name, m)))
-    return fan_out(targets)
+    return build_emit(
+        pipeline,
+        name,
+        target,
+        lambda dest, i: sender.load((dest, i)),
+        (lambda m: sender.put(sink_key, (name, m))) if sink_key is not None else None,
+    )
 
 
 def downstream_stages(pipeline: Pipeline, name: str) -> list[str]:

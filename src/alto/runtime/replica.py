@@ -1,0 +1,534 @@
+"""The replica executor both runtimes use: inbox, lanes, item scopes, supervision.
+
+A runtime gives each replica of a stage a :class:`ReplicaExecutor` and supplies only
+placement (which process it lives in) and transport (the ``emit`` function that
+carries a message to the next replica). The executor owns everything that runs for
+that replica:
+
+* a bounded :class:`Inbox`, drained in batches;
+* up to ``concurrency`` **lanes**: owned tasks that take messages and run the stage's
+  :class:`~alto.operators.Operator` on them. One lane runs while items finish without
+  waiting; when an item has to wait (an LLM call, a thread hop), the next lane starts on
+  the next message, so a stage with ``concurrency=64`` has up to 64 items in flight and
+  a no-op stage pays no task per item;
+* the **scope** of every item: each item is driven by :func:`_drive`, which passes the
+  item's awaits to its lane and can throw ``CancelledError`` into that one item. So
+  cancelling a request (``cancel_request``) interrupts exactly that request's items --
+  never the lane, never another request;
+* **supervision**: an error inside ALTO while handling an item fails that item's
+  request (an error naming the stage) and the lane goes on; a lane that dies anyway
+  fails the requests it held and is replaced. Nothing ends silently.
+
+Stage failures are not errors of the executor: the operator turns them into the
+stage's ``on_error`` policy, and ``fail`` is always deferred (scheduled on the loop),
+so a failing operator can never cancel itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import types
+from collections import deque
+from collections.abc import Callable, Generator, Iterable
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from typing import Any, Protocol, TypedDict
+
+from ..ancestry import Item, Message
+from ..context import set_current
+from ..errors import StageError
+from ..operators import Operator, Right, make_operator
+from ..pipeline import Pipeline, StageSpec
+from ..routing import replica_chooser
+
+__all__ = [
+    "Ended",
+    "Inbox",
+    "Lane",
+    "ReplicaExecutor",
+    "RequestCancelled",
+    "RuntimeKwargs",
+    "RuntimeOptions",
+    "build_emit",
+    "fan_out",
+]
+
+log = logging.getLogger("alto")
+
+Emit = Callable[[Message], "asyncio.Future[Any] | None"]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RuntimeOptions:
+    """Options every runtime takes, with their defaults defined once.
+
+    >>> RuntimeOptions(batch_size=16).inbox_capacity
+    256
+    >>> RuntimeOptions(max_requests=0)
+    Traceback (most recent call last):
+    ...
+    ValueError: max_requests= must be an integer >= 1, got 0
+    """
+
+    inbox_capacity: int = 256  #: messages a replica's inbox holds before senders wait
+    batch_size: int = 64  #: most messages a replica takes from its inbox at once
+    max_requests: int = 128  #: admission limit: requests in flight at once (others wait)
+    sync_budget_s: float = 0.002  #: a thread hop running a blocking function returns after this long
+    timeout_s: float = 600.0  #: longest a request may take; then it fails and its work is cancelled
+    event_buffer: int = 1024  #: events of one ``stream()`` held for a slow reader before stages wait
+
+    def __post_init__(self) -> None:
+        for name in ("inbox_capacity", "batch_size", "max_requests", "event_buffer"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name}= must be an integer >= 1, got {value!r}")
+        for name in ("sync_budget_s", "timeout_s"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
+                raise ValueError(f"{name}= must be a number of seconds > 0, got {value!r}")
+
+    @classmethod
+    def split(cls, options: dict[str, Any]) -> tuple[RuntimeOptions, dict[str, Any]]:
+        """(the runtime options in ``options``, everything else) -- for runtimes with extras."""
+        mine = {k: options[k] for k in cls.__dataclass_fields__ if k in options}
+        return cls(**mine), {k: v for k, v in options.items() if k not in mine}
+
+
+class RuntimeKwargs(TypedDict, total=False):
+    """The keyword options of :class:`RuntimeOptions`, for typed ``**options``."""
+
+    inbox_capacity: int
+    batch_size: int
+    max_requests: int
+    sync_budget_s: float
+    timeout_s: float
+    event_buffer: int
+
+
+class Ended:
+    """Ids of requests that are over (finished, failed or cancelled), in memory that
+    grows with the requests still open, not with all requests ever served.
+
+    Request ids are handed out in order and every request ends, so all ids below a
+    low-water mark are over and need no entry of their own:
+
+    >>> ended = Ended()
+    >>> ended.update([1, 3])
+    >>> 1 in ended, 0 in ended, 3 in ended
+    (True, False, True)
+    >>> ended.add(0); ended.add(2)
+    >>> ended.low, len(ended.above), 2 in ended
+    (4, 0, True)
+    """
+
+    __slots__ = ("above", "low")
+
+    def __init__(self) -> None:
+        self.low = 0
+        self.above: set[int] = set()
+
+    def __contains__(self, rid: object) -> bool:
+        return isinstance(rid, int) and (rid < self.low or rid in self.above)
+
+    def __len__(self) -> int:
+        return len(self.above)
+
+    def add(self, rid: int) -> None:
+        if rid >= self.low:
+            self.above.add(rid)
+            while self.low in self.above:
+                self.above.discard(self.low)
+                self.low += 1
+
+    def update(self, rids: Iterable[int]) -> None:
+        for rid in rids:
+            self.add(rid)
+
+
+class Inbox:
+    """A bounded FIFO of messages for one replica, drained in batches.
+
+    :meth:`put` never blocks: it accepts the message and, when the inbox is at
+    capacity, returns a future the sender must await before sending more. So each
+    sender overshoots by at most one message and memory stays bounded.
+    """
+
+    __slots__ = ("_getter", "_loop", "_putters", "_q", "capacity", "peak")
+
+    def __init__(self, capacity: int) -> None:
+        self._q: deque[Any] = deque()
+        self.capacity = capacity
+        self._getter: asyncio.Future[None] | None = None
+        self._putters: list[asyncio.Future[None]] = []
+        self.peak = 0
+        self._loop = asyncio.get_running_loop()
+
+    def __len__(self) -> int:
+        return len(self._q)
+
+    def put(self, msg: Any) -> asyncio.Future[None] | None:
+        q = self._q
+        q.append(msg)
+        getter = self._getter
+        if getter is not None:
+            self._getter = None
+            if not getter.done():
+                getter.set_result(None)
+        n = len(q)
+        if n > self.peak:
+            self.peak = n
+        if n >= self.capacity:
+            fut = self._loop.create_future()
+            self._putters.append(fut)
+            return fut
+        return None
+
+    async def get_batch(self, max_items: int) -> list[Any]:
+        """Up to ``max_items`` messages, waiting for at least one (one waiter at a time)."""
+        q = self._q
+        while not q:
+            self._getter = self._loop.create_future()
+            await self._getter
+        if len(q) <= max_items:
+            batch = list(q)
+            q.clear()
+        else:
+            batch = [q.popleft() for _ in range(max_items)]
+        if self._putters and len(q) < self.capacity:
+            putters, self._putters = self._putters, []
+            for fut in putters:
+                if not fut.done():
+                    fut.set_result(None)
+        return batch
+
+
+class RequestCancelled(BaseException):
+    """Raised out of an item whose request was cancelled (not an error of the stage)."""
+
+
+class Lane:
+    """One owned task of a replica, and the item it is driving now (its scope)."""
+
+    __slots__ = ("blocked", "interrupted", "rid", "task", "waiter")
+
+    def __init__(self) -> None:
+        self.task: asyncio.Task[None] | None = None
+        self.rid: int | None = None  # request of the item being driven (None: not interruptible)
+        self.waiter: Any = None  # the future the item waits on
+        self.interrupted = False  # its request was cancelled: throw CancelledError at every resume
+        self.blocked = False  # the item has waited once (another lane was asked to go on)
+
+    def interrupt(self) -> None:
+        """Cancel the item this lane drives (idempotent; the lane itself goes on)."""
+        self.interrupted = True
+        waiter = self.waiter
+        if waiter is not None and hasattr(waiter, "cancel"):
+            waiter.cancel()
+
+
+@types.coroutine
+def _drive(coro: Any, first: Any, lane: Lane, on_block: Callable[[], None]) -> Generator[Any, Any, Any]:
+    """Go on running ``coro``, which has just yielded ``first``, inside the current task.
+
+    Like ``yield from``, but the lane records what the item waits on, so
+    :meth:`Lane.interrupt` can cancel that one wait (exactly what ``Task.cancel`` does
+    to the future a task waits on) and re-deliver ``CancelledError`` at every later
+    resume, until the item ends. A cancellation of the lane's task itself (shutdown)
+    is told apart by the task's ``cancelling()`` count and propagates unchanged.
+    """
+    yielded = first
+    while True:
+        if not lane.blocked and yielded is not None:
+            lane.blocked = True
+            on_block()  # this item waits: let another lane take the next message
+        lane.waiter = yielded
+        try:
+            sent = yield yielded
+        except BaseException as exc:  # noqa: BLE001 -- forwarded into the item, like yield from
+            error: BaseException | None = exc
+        else:
+            error = None
+        finally:
+            lane.waiter = None
+        if error is None and lane.interrupted:
+            error = asyncio.CancelledError()
+        try:
+            yielded = coro.send(sent) if error is None else coro.throw(error)
+        except StopIteration as stop:
+            return stop.value
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if lane.interrupted and (task is None or task.cancelling() == 0):
+                raise RequestCancelled from None
+            raise
+
+
+class Host(Protocol):
+    """What a runtime gives the executors of its replicas."""
+
+    streaming: bool
+    cancelled: Ended
+    executor: Executor
+    options: RuntimeOptions
+
+    def fail(self, error: StageError) -> None:
+        """Fail request ``error.path[0]`` everywhere (called on the next loop turn)."""
+
+
+class ReplicaExecutor:
+    """Runs one replica of one stage: its inbox, its lanes, its items' scopes.
+
+    It is the operator's :class:`~alto.operators.StageContext`. Lifecycle: ``await
+    setup()`` (constructs a class stage: it may load a model), ``start()`` (first
+    lane), ``cancel_request(rid)`` any time, ``await close()``.
+    """
+
+    def __init__(self, spec: StageSpec, index: int, host: Host, emit: Emit) -> None:
+        self.spec = spec
+        self.name = spec.name
+        self.index = index
+        self.host = host
+        self.streaming = host.streaming
+        self.cancelled = host.cancelled
+        self.executor = host.executor
+        options = host.options
+        self.sync_budget_s = options.sync_budget_s
+        self.batch_size = options.batch_size
+        self.inbox = Inbox(options.inbox_capacity)
+        self.op: Operator = make_operator(spec, self, emit)
+        self.limit = spec.max_in_flight  # lanes at most (None: as many as items wait)
+        self.lanes: set[Lane] = set()
+        self.ready: deque[Any] = deque()  # taken from the inbox, not yet started
+        self.errors: list[BaseException] = []  # internal errors (ALTO bugs), raised at close
+        self._parked: list[asyncio.Future[None]] = []
+        self._fetching = False
+        self._closing = False
+        self._loop = asyncio.get_running_loop()
+        self._pass_control = self.op.passes_control
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    async def setup(self) -> None:
+        await self.op.setup()
+
+    def start(self) -> None:
+        self._add_lane()
+
+    async def close(self) -> None:
+        """Stop every lane and item task; wait for them (threads are the host's)."""
+        self._closing = True
+        lanes = [lane.task for lane in self.lanes if lane.task is not None]
+        for task in lanes:
+            task.cancel()
+        if lanes:
+            await asyncio.wait(lanes)
+        self.lanes.clear()
+        await self.op.close()
+
+    @property
+    def emit(self) -> Emit:
+        return self.op.emit
+
+    @emit.setter
+    def emit(self, emit: Emit) -> None:
+        self.op.emit = emit  # rewired after a replacement (Ray)
+
+    # -- StageContext ----------------------------------------------------------------
+
+    def fail(self, error: StageError) -> None:
+        """Deferred to the next loop turn: a failing operator never re-enters itself."""
+        self._loop.call_soon(self.host.fail, error)
+
+    # -- cancellation ----------------------------------------------------------------
+
+    def cancel_request(self, rid: int) -> None:
+        """Stop all work for request ``rid`` here: its items in every lane, its state.
+
+        The host has already added ``rid`` to ``cancelled``, so items of ``rid`` that
+        arrive later are skipped.
+        """
+        for lane in self.lanes:
+            if lane.rid == rid:
+                lane.interrupt()
+        self.op.cancel_request(rid)
+
+    def purge(self, rid: int) -> None:
+        self.op.purge(rid)
+
+    # -- load ----------------------------------------------------------------------------
+
+    @property
+    def busy(self) -> int:
+        return self.op.busy
+
+    @property
+    def handled(self) -> int:
+        return self.op.handled
+
+    @property
+    def load(self) -> int:
+        return len(self.inbox) + len(self.ready) + self.op.busy
+
+    # -- lanes -----------------------------------------------------------------------------
+
+    def _add_lane(self) -> None:
+        lane = Lane()
+        lane.task = self._loop.create_task(self._lane(lane), name=f"alto:{self.name}[{self.index}]")
+        lane.task.add_done_callback(lambda t, lane=lane: self._lane_ended(lane, t))
+        self.lanes.add(lane)
+
+    def _on_block(self) -> None:
+        """An item started waiting: wake a parked lane, or add one (up to the limit)."""
+        if self._parked:
+            fut = self._parked.pop()
+            if not fut.done():
+                fut.set_result(None)
+        elif self.limit is None or len(self.lanes) < self.limit:
+            if not self._closing:
+                self._add_lane()
+
+    async def _lane(self, lane: Lane) -> None:
+        ready = self.ready
+        inbox = self.inbox
+        op = self.op
+        cancelled = self.cancelled
+        name = self.name
+        while True:
+            if not ready:
+                if self._fetching:  # another lane waits on the inbox: wait to be needed
+                    fut = self._loop.create_future()
+                    self._parked.append(fut)
+                    try:
+                        await fut
+                    finally:
+                        if fut in self._parked:
+                            self._parked.remove(fut)
+                    continue
+                self._fetching = True
+                try:
+                    batch = await inbox.get_batch(self.batch_size)
+                finally:
+                    self._fetching = False
+                ready.extend(batch)
+                continue
+            if op.batched:
+                msgs = list(ready)
+                ready.clear()
+                await self._run(lane, None, op.handle_batch(msgs), msgs)
+                continue
+            msg = ready.popleft()
+            if msg.__class__ is Item:
+                rid = msg.path[0]
+                if rid in cancelled:
+                    continue
+                set_current(name, msg.path)
+                await self._run(lane, rid, op.handle(msg), msg)
+            elif self._pass_control:
+                wait = op.emit(msg)
+                if wait is not None:
+                    await self._run(lane, None, _await(wait), msg)
+            else:
+                await self._run(lane, (msg.msg if msg.__class__ is Right else msg).path[0], op.handle(msg), msg)
+
+    async def _run(self, lane: Lane, rid: int | None, coro: Any, what: Any) -> None:
+        """Drive one item (or batch) to its end; interruptible by its request's cancel."""
+        lane.rid = rid
+        lane.interrupted = False
+        lane.blocked = False
+        try:
+            try:
+                first = coro.send(None)  # most items finish here without waiting
+            except StopIteration:
+                return
+            await _drive(coro, first, lane, self._on_block)
+        except RequestCancelled:
+            pass  # its request was cancelled; nothing is left of it here
+        except asyncio.CancelledError:
+            if lane.interrupted and rid is not None:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling() == 0:
+                    return  # interrupted before its first wait
+            raise
+        except Exception as exc:  # a bug in ALTO itself: fail its request(s) loudly, go on
+            log.exception("internal error in stage %r while handling %r", self.name, what)
+            self.errors.append(exc)
+            for path in _paths_of(what):
+                self.fail(StageError(self.name, path, exc))
+        finally:
+            lane.rid = None
+            if lane.blocked and self._parked and self.ready:
+                self._on_block()  # keep one lane per waiting item going
+
+    def _lane_ended(self, lane: Lane, task: asyncio.Task[None]) -> None:
+        self.lanes.discard(lane)
+        if self._closing:
+            return
+        error: BaseException
+        if task.cancelled():
+            error = RuntimeError("its worker task was cancelled from outside ALTO")
+        else:
+            error = task.exception() or RuntimeError("its worker task returned")
+        log.error("stage %r replica %d: a worker ended (%r); restarting it", self.name, self.index, error)
+        self.errors.append(error)
+        if lane.rid is not None:
+            self.fail(StageError(self.name, (lane.rid,), error))
+        if not self.lanes:
+            self._add_lane()
+
+
+async def _await(wait: Any) -> None:
+    await wait
+
+
+def _paths_of(what: Any) -> list[tuple[int, ...]]:
+    msgs = what if isinstance(what, list) else [what]
+    return list({(m.path[0],): None for m in msgs if hasattr(m, "path")})
+
+
+def fan_out(targets: list[Callable[[Message], Any]]) -> Callable[[Message], Any]:
+    """One emit function sending each message to every target; it returns ``None`` or
+    an awaitable for the targets that asked the sender to wait (backpressure)."""
+    if len(targets) == 1:
+        return targets[0]
+
+    def emit(msg: Message) -> Any:
+        waits = [w for w in (t(msg) for t in targets) if w is not None]
+        if not waits:
+            return None
+        return waits[0] if len(waits) == 1 else asyncio.gather(*waits)
+
+    return emit
+
+
+def build_emit(
+    pipeline: Pipeline,
+    name: str,
+    target: Callable[[str, int], Callable[[Any], Any]],
+    load: Callable[[str, int], float],
+    sink: Callable[[Message], Any] | None,
+) -> Emit:
+    """The emit function of stage ``name``: route each message to one replica of every
+    downstream stage (the same :func:`~alto.routing.replica_chooser` in every runtime)
+    and to ``sink`` if ``name`` is an output.
+
+    The runtime supplies the transport: ``target(stage, i)`` sends one message to
+    replica ``i`` of ``stage`` (returning ``None`` or a future to wait on), and
+    ``load(stage, i)`` is this sender's view of that replica's outstanding work.
+    """
+    targets: list[Callable[[Message], Any]] = []
+    for dest, port in pipeline.downstream()[name]:
+        spec = pipeline.stages[dest]
+        sends = [target(dest, i) for i in range(spec.replicas)]
+        if len(sends) == 1:
+            one = sends[0]
+            targets.append(one if port == 0 else (lambda m, one=one: one(Right(m))))
+            continue
+        choose = replica_chooser(spec, len(sends), lambda j, dest=dest: load(dest, j))
+        if port == 0:
+            targets.append(lambda m, sends=sends, choose=choose: sends[choose(m)](m))
+        else:
+            targets.append(lambda m, sends=sends, choose=choose: sends[choose(m)](Right(m)))
+    if sink is not None and name in pipeline.outputs:
+        targets.append(sink)
+    return fan_out(targets)

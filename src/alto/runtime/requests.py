@@ -1,0 +1,238 @@
+"""Requests of one runtime: ids, output sinks, events, counted completion, timeouts.
+
+A runtime injects each input as ``Item((request_id,), value)`` and hands what the
+output stages emit to :meth:`Requests.deliver`, which counts completion per output
+stream (:class:`~alto.ancestry.CompletionTracker`) and resolves the request's future.
+Every request ends exactly once -- completed, failed, timed out or abandoned by its
+caller -- and the runtime hears of it through ``on_end`` (to cancel its work or forget it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ..ancestry import CompletionTracker, Item, Message
+from ..errors import RequestTimeout
+from ..pipeline import Pipeline
+
+__all__ = ["Event", "Events", "Requests", "iterate_events"]
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One output item of a request, as produced.
+
+    ``stage`` is the output stage, ``path`` the item's ancestry path, ``value`` its
+    value; ``final`` is True for the request's depth-0 result(s), which come last.
+    """
+
+    stage: str
+    path: tuple[int, ...]
+    value: Any
+    final: bool = False
+
+
+_END = object()
+
+
+class Events:
+    """The events of one streamed request, bounded: when ``capacity`` are waiting for a
+    reader, :meth:`put` returns a future the stage must await (backpressure), so a
+    reader that stops reading slows the stages instead of growing memory."""
+
+    __slots__ = ("_getter", "_loop", "_putters", "_q", "capacity")
+
+    def __init__(self, capacity: int) -> None:
+        self._q: deque[Any] = deque()
+        self._getter: asyncio.Future[None] | None = None
+        self._putters: list[asyncio.Future[None]] = []
+        self._loop = asyncio.get_running_loop()
+        self.capacity = capacity
+
+    def __len__(self) -> int:
+        return len(self._q)
+
+    def put(self, ev: Any) -> asyncio.Future[None] | None:
+        self._q.append(ev)
+        getter, self._getter = self._getter, None
+        if getter is not None and not getter.done():
+            getter.set_result(None)
+        if len(self._q) > self.capacity:
+            fut = self._loop.create_future()
+            self._putters.append(fut)
+            return fut
+        return None
+
+    def release(self) -> None:
+        """Nobody will read any more: let every waiting stage go on."""
+        putters, self._putters = self._putters, []
+        for fut in putters:
+            if not fut.done():
+                fut.set_result(None)
+
+    def take(self) -> list[Any]:
+        """Everything buffered now (possibly nothing)."""
+        out = list(self._q)
+        self._q.clear()
+        self.release()
+        return out
+
+    async def get(self) -> list[Any]:
+        """At least one event (waits for it)."""
+        while not self._q:
+            self._getter = self._loop.create_future()
+            await self._getter
+        return self.take()
+
+
+class _Request:
+    __slots__ = ("events", "finals", "future", "pending", "rid", "timer", "trackers")
+
+    def __init__(self, rid: int, future: asyncio.Future[Any], outputs: list[str], events: Events | None) -> None:
+        self.rid = rid
+        self.future = future
+        self.events = events
+        self.trackers = {name: CompletionTracker((rid,)) for name in outputs}
+        self.finals: dict[str, Any] = {}
+        self.pending = len(outputs)
+        self.timer: asyncio.TimerHandle | None = None
+
+
+class Requests:
+    """Open requests of one runtime, and the sinks of the pipeline's output streams.
+
+    Args:
+        pipeline: the pipeline whose outputs are counted.
+        timeout_s: a request still open after this long fails with
+            :class:`~alto.errors.RequestTimeout`.
+        event_buffer: events of one streamed request held for its reader.
+        on_end: ``on_end(rid, interrupt)`` once per request when it ends; ``interrupt``
+            is True when its work must be stopped (failed, timed out, abandoned).
+    """
+
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        *,
+        timeout_s: float,
+        event_buffer: int = 1024,
+        on_end: Callable[[int, bool], None] | None = None,
+    ) -> None:
+        self.pipeline = pipeline
+        self.outputs = pipeline.outputs
+        self.finals = pipeline.final_outputs()
+        self.timeout_s = timeout_s
+        self.event_buffer = event_buffer
+        self.on_end = on_end or (lambda rid, interrupt: None)
+        self._open: dict[int, _Request] = {}
+        self._next = 0
+        self._loop = asyncio.get_running_loop()
+
+    def __len__(self) -> int:
+        return len(self._open)
+
+    def open(self, *, events: bool = False) -> _Request:
+        """Register a new request; returns its state (``rid``, ``future``, ``events``)."""
+        rid = self._next
+        self._next += 1
+        req = _Request(rid, self._loop.create_future(), self.outputs, Events(self.event_buffer) if events else None)
+        req.timer = self._loop.call_later(self.timeout_s, self._expire, rid)
+        self._open[rid] = req
+        return req
+
+    def get(self, rid: int) -> _Request | None:
+        return self._open.get(rid)
+
+    def deliver(self, output: str, msg: Message) -> asyncio.Future[None] | None:
+        """An output stage emitted ``msg``: record it, emit an event, count completion.
+
+        Returns a future to wait on when the request's reader is behind.
+        """
+        req = self._open.get(msg.path[0])
+        if req is None:
+            return None  # the request already failed, was cancelled or is complete
+        tracker = req.trackers[output]
+        if tracker.seen(msg):
+            return None  # a duplicate (replayed after a failure): delivered once only
+        wait = None
+        if msg.__class__ is Item:
+            if output in self.finals:
+                req.finals[output] = msg.value
+            elif req.events is not None:
+                wait = req.events.put(Event(output, msg.path, msg.value))
+        if not tracker.complete and tracker.feed(msg):
+            req.pending -= 1
+            if req.pending == 0:
+                self._complete(req)
+        return wait
+
+    def _end(self, req: _Request, interrupt: bool) -> None:
+        del self._open[req.rid]
+        if req.timer is not None:
+            req.timer.cancel()
+        if interrupt and req.events is not None:
+            req.events.release()  # its reader may be gone: stages must not wait for it
+        self.on_end(req.rid, interrupt)
+
+    def _complete(self, req: _Request) -> None:
+        self._end(req, False)
+        if req.events is not None:
+            for name in self.finals:
+                req.events.put(Event(name, (req.rid,), req.finals.get(name), final=True))
+            req.events.put(_END)
+        if not req.future.done():
+            req.future.set_result(self.result_of(req))
+
+    def result_of(self, req: _Request) -> Any:
+        if len(self.finals) == 1:
+            return req.finals.get(self.finals[0])
+        if not self.finals:
+            return None
+        return {name: req.finals.get(name) for name in self.finals}
+
+    def fail(self, rid: int, error: BaseException) -> bool:
+        """Resolve request ``rid`` with ``error`` and stop its work; False if it was no longer open."""
+        req = self._open.get(rid)
+        if req is None:
+            return False
+        self._end(req, True)
+        if req.events is not None:
+            req.events.put(error)
+        if not req.future.done():
+            req.future.set_exception(error)
+            req.future.exception()  # mark retrieved: the caller may only read events
+        return True
+
+    def _expire(self, rid: int) -> None:
+        req = self._open.get(rid)
+        if req is not None:
+            waiting = [name for name, t in req.trackers.items() if not t.complete]
+            self.fail(rid, RequestTimeout(rid, self.timeout_s, waiting))
+
+    def forget(self, rid: int) -> None:
+        """Drop a request whose caller went away (no result will be delivered); stop its work."""
+        req = self._open.get(rid)
+        if req is not None:
+            self._end(req, True)
+            if not req.future.done():
+                req.future.cancel()
+
+    def close(self, reason: str) -> None:
+        for rid in list(self._open):
+            self.fail(rid, RuntimeError(reason))
+
+
+async def iterate_events(req: _Request) -> AsyncIterator[Event]:
+    """Yield a request's events until its end marker; raise its error if it failed."""
+    assert req.events is not None
+    while True:
+        for ev in await req.events.get():
+            if ev is _END:
+                return
+            if isinstance(ev, BaseException):
+                raise ev
+            yield ev
