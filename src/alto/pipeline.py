@@ -85,7 +85,7 @@ class StageSpec:
     depth: int
     levels: tuple[str, ...]
     replicas: int = 1
-    concurrency: int | None | _Unset = UNSET
+    concurrency: int | _Unset | None = UNSET
     retries: int = 0
     on_error: OnError = "fail"
     router: Any = None

@@ -8,7 +8,6 @@ actor) and transport (a listening :class:`~alto.runtime.wire.Endpoint` in, a
 
 from __future__ import annotations
 
-import asyncio
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 

@@ -245,7 +245,7 @@ def _drive(coro: Any, first: Any, lane: Lane, on_block: Callable[[], None]) -> G
         lane.waiter = yielded
         try:
             sent = yield yielded
-        except BaseException as exc:  # noqa: BLE001 -- forwarded into the item, like yield from
+        except BaseException as exc:  # forwarded into the item, as yield from does
             error: BaseException | None = exc
         else:
             error = None
@@ -379,14 +379,16 @@ class ReplicaExecutor:
         self.lanes.add(lane)
 
     def _on_block(self) -> None:
-        """An item started waiting: wake a parked lane, or add one (up to the limit)."""
+        """An item started waiting: if messages are ready, or nobody waits on the inbox,
+        wake a parked lane or add one (up to the limit) to go on with them."""
+        if self._closing or (not self.ready and self._fetching):
+            return
         if self._parked:
             fut = self._parked.pop()
             if not fut.done():
                 fut.set_result(None)
         elif self.limit is None or len(self.lanes) < self.limit:
-            if not self._closing:
-                self._add_lane()
+            self._add_lane()
 
     async def _lane(self, lane: Lane) -> None:
         ready = self.ready
@@ -444,35 +446,38 @@ class ReplicaExecutor:
             await _drive(coro, first, lane, self._on_block)
         except RequestCancelled:
             pass  # its request was cancelled; nothing is left of it here
-        except asyncio.CancelledError:
-            if lane.interrupted and rid is not None:
-                task = asyncio.current_task()
-                if task is not None and task.cancelling() == 0:
-                    return  # interrupted before its first wait
-            raise
+        except asyncio.CancelledError as exc:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling() > 0:
+                raise  # the lane itself is being stopped (close, shutdown)
+            if not lane.interrupted:  # stage code raised CancelledError on its own: a failure
+                for path in _paths_of(what):
+                    self.fail(StageError(self.name, path, exc))
         except Exception as exc:  # a bug in ALTO itself: fail its request(s) loudly, go on
             log.exception("internal error in stage %r while handling %r", self.name, what)
             self.errors.append(exc)
             for path in _paths_of(what):
                 self.fail(StageError(self.name, path, exc))
+        except BaseException as exc:  # KeyboardInterrupt, SystemExit...: its requests fail, the lane dies
+            for path in _paths_of(what):
+                self.fail(StageError(self.name, path, exc))
+            raise
         finally:
             lane.rid = None
-            if lane.blocked and self._parked and self.ready:
-                self._on_block()  # keep one lane per waiting item going
 
     def _lane_ended(self, lane: Lane, task: asyncio.Task[None]) -> None:
         self.lanes.discard(lane)
         if self._closing:
             return
-        error: BaseException
         if task.cancelled():
-            error = RuntimeError("its worker task was cancelled from outside ALTO")
-        else:
-            error = task.exception() or RuntimeError("its worker task returned")
-        log.error("stage %r replica %d: a worker ended (%r); restarting it", self.name, self.index, error)
+            # Cancelled from outside ALTO: the event loop is shutting down (asyncio.run
+            # cancels every task of a runtime nobody closed). Starting another lane now
+            # would leave a task pending at loop close; the runtime warns when collected.
+            self._closing = True
+            return
+        error = task.exception() or RuntimeError("its worker task returned")
+        log.error("stage %r replica %d: a worker ended (%r); starting another", self.name, self.index, error)
         self.errors.append(error)
-        if lane.rid is not None:
-            self.fail(StageError(self.name, (lane.rid,), error))
         if not self.lanes:
             self._add_lane()
 
