@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import alto
-from reference import reference_run
+from alto.testing import reference_run
 
 
 def make_map(a: int, b: int, mode: str):

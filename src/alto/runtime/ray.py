@@ -67,22 +67,23 @@ def ray_init(address: str | None = None, **kwargs: Any) -> None:
 
 
 def _user_modules(pipeline: Pipeline) -> list[Any]:
-    """Modules of stage functions that worker processes may not be able to import
-    (scripts, notebooks, test files): they are pickled by value."""
+    """Modules that worker processes may not be able to import (scripts, notebooks,
+    test files and the helper modules beside them): every loaded module that is not
+    part of Python, an installed package or ALTO. They are pickled by value; only the
+    objects the pipeline actually references are sent."""
     import sysconfig
 
-    system = {Path(sysconfig.get_paths()[k]).resolve() for k in ("stdlib", "purelib", "platlib")}
+    system = {Path(sysconfig.get_paths()[k]).resolve() for k in ("stdlib", "platstdlib", "purelib", "platlib")}
     alto_dir = Path(__file__).resolve().parents[1]
     found = {}
-    for spec in pipeline.stages.values():
-        mod = sys.modules.get(getattr(spec.fn, "__module__", "") or "")
+    for name, mod in list(sys.modules.items()):
         path = getattr(mod, "__file__", None)
-        if mod is None or path is None or mod.__name__ == "__main__":
+        if path is None or name == "__main__" or "site-packages" in path or "dist-packages" in path:
             continue
         p = Path(path).resolve()
         if alto_dir in p.parents or any(s in p.parents for s in system):
             continue
-        found[mod.__name__] = mod
+        found[name] = mod
     return list(found.values())
 
 
