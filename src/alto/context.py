@@ -22,7 +22,10 @@ from typing import Any
 
 __all__ = ["ItemContext", "current", "set_current"]
 
-_CURRENT: ContextVar[tuple[str, tuple[int, ...]] | None] = ContextVar("alto_current", default=None)
+# The stage is set once per lane (each lane task has its own context), the path per item:
+# one ContextVar.set per item, no allocation.
+_STAGE: ContextVar[str | None] = ContextVar("alto_stage", default=None)
+_PATH: ContextVar[tuple[int, ...] | None] = ContextVar("alto_path", default=None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,18 +45,24 @@ def current() -> ItemContext:
 
     Raises ``LookupError`` outside a stage function.
     """
-    now = _CURRENT.get()
-    if now is None:
+    stage, path = _STAGE.get(), _PATH.get()
+    if stage is None or path is None:
         raise LookupError("alto.current() is only available inside a stage function while it handles an item")
-    return ItemContext(*now)
+    return ItemContext(stage, path)
 
 
 def set_current(stage: str, path: tuple[int, ...]) -> None:
     """Record the item the running stage code works on (the executor calls this)."""
-    _CURRENT.set((stage, path))
+    _STAGE.set(stage)
+    _PATH.set(path)
+
+
+set_stage = _STAGE.set  # once per lane
+set_path = _PATH.set  # once per item
 
 
 def call_as(stage: str, path: tuple[int, ...], fn: Any, *args: Any) -> Any:
     """Call ``fn(*args)`` (in a worker thread) with ``current()`` set to the item."""
-    _CURRENT.set((stage, path))
+    _STAGE.set(stage)
+    _PATH.set(path)
     return fn(*args)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import types
 from collections.abc import AsyncIterator, Awaitable, Callable, Container
 from concurrent.futures import Executor
 from contextlib import aclosing
@@ -80,6 +81,7 @@ class Operator:
 
     passes_control = True
     batched = False
+    fast_fn: Any = None  # set for async maps: the executor calls it directly (hot path)
 
     def __init__(self, spec: StageSpec, ctx: StageContext, emit: Emit) -> None:
         self.spec = spec
@@ -147,6 +149,21 @@ class Operator:
         raise AssertionError("unreachable")
 
 
+@types.coroutine
+def _resumed(coro: Any, first: Any) -> Any:
+    """Go on awaiting ``coro``, which already ran its first step and yielded ``first``
+    (the future it waits on): wait on that future too, then delegate as ``await`` does."""
+    try:
+        yield first
+    except BaseException as exc:  # thrown in by the task (a cancellation): the call decides
+        try:
+            nxt = coro.throw(exc)
+        except StopIteration as stop:
+            return stop.value
+        return (yield from _resumed(coro, nxt))
+    return (yield from coro)
+
+
 class MapOperator(Operator):
     """``map``: one output per input. ``filter`` reuses it with a predicate."""
 
@@ -155,6 +172,27 @@ class MapOperator(Operator):
         # Blocking functions one at a time: one thread hop per batch (returning early
         # after sync_budget_s, so results of slow calls still stream downstream).
         self.batched = self.mode == "sync" and self.spec.max_in_flight == 1
+        if self.mode == "async" and not self.spec.retries and type(self) is MapOperator:
+            self.fast_fn = self.fn
+
+    async def resume(self, msg: Item, coro: Any, first: Any) -> None:
+        """Finish an item whose call (``fast_fn``) did not end at its first step: it
+        yielded ``first``, the future it waits on, and goes on from there."""
+        self.busy += 1
+        try:
+            value = await _resumed(coro, first)
+        except Exception as exc:
+            await self._error(msg.path, exc)
+            return
+        finally:
+            self.busy -= 1
+            self.handled += 1
+        wait = self.emit(Item(msg.path, value))
+        if wait is not None:
+            await wait
+
+    async def failed(self, path: tuple[int, ...], exc: BaseException) -> None:
+        await self._error(path, exc)
 
     def _result(self, msg: Item, value: Any) -> Message:
         return Item(msg.path, value)

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypedDict
 
 from ..ancestry import Item, Message
-from ..context import set_current
+from ..context import set_path, set_stage
 from ..errors import StageError
 from ..operators import Operator, Right, make_operator
 from ..pipeline import Pipeline, StageSpec
@@ -394,8 +394,11 @@ class ReplicaExecutor:
         ready = self.ready
         inbox = self.inbox
         op = self.op
-        cancelled = self.cancelled
-        name = self.name
+        ended = self.cancelled
+        above = ended.above  # Ended, inlined: this check runs for every item
+        set_stage(self.name)  # this lane's own context: alto.current() inside stage code
+        fast = op.fast_fn  # an async map function: called here directly (the hot path)
+        emit = op.emit
         while True:
             if not ready:
                 if self._fetching:  # another lane waits on the inbox: wait to be needed
@@ -421,11 +424,35 @@ class ReplicaExecutor:
                 continue
             msg = ready.popleft()
             if msg.__class__ is Item:
-                rid = msg.path[0]
-                if rid in cancelled:
+                path = msg.path
+                rid = path[0]
+                if rid < ended.low or rid in above:
                     continue
-                set_current(name, msg.path)
-                await self._run(lane, rid, op.handle(msg), msg)
+                set_path(path)
+                if fast is None:
+                    await self._run(lane, rid, op.handle(msg), msg)
+                    continue
+                # The hot path, the same steps as MapOperator.handle without its coroutine:
+                # most calls finish at their first step and never need a scope.
+                coro = fast(msg.value)
+                try:
+                    first = coro.send(None)
+                except StopIteration as stop:
+                    op.handled += 1
+                    if emit is not op.emit:
+                        emit = op.emit  # rewired (Ray replacement)
+                    wait = emit(Item(path, stop.value))
+                    if wait is not None:
+                        await self._run(lane, None, _await(wait), msg)
+                    continue
+                except Exception as exc:
+                    op.handled += 1
+                    await self._run(lane, rid, op.failed(path, exc), msg)
+                    continue
+                except BaseException:
+                    coro.close()
+                    raise
+                await self._run(lane, rid, op.resume(msg, coro, first), msg)
             elif self._pass_control:
                 wait = op.emit(msg)
                 if wait is not None:
