@@ -29,6 +29,7 @@ runtimes use, with request ids 0, 1, ... in input order).
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
 from dataclasses import dataclass
 from typing import Any
@@ -51,6 +52,17 @@ class Node:
 
     parent: Any
     children: list[Any]
+
+
+def _in_item(stage: str, path: tuple[int, ...], fn: Any, *args: Any) -> Any:
+    """``fn(*args)`` with :func:`alto.current` giving ``stage``/``path`` (in a copied
+    context, so the caller's context is left as it was)."""
+
+    def run() -> Any:
+        set_current(stage, path)
+        return fn(*args)
+
+    return contextvars.copy_context().run(run)
 
 
 def _await(value: Any) -> Any:
@@ -103,9 +115,8 @@ class _Request:
         spec = self.pipeline.stages[name]
         error: BaseException | None = None
         for _ in range(spec.retries + 1):
-            set_current(name, path)
             try:
-                return True, _await(self.fns[name](*args))
+                return True, _in_item(name, path, lambda: _await(self.fns[name](*args)))
             except Exception as exc:
                 error = exc
         return False, error
@@ -156,8 +167,7 @@ class _Request:
             def grow(v: Any, path: tuple[int, ...]) -> Any:
                 attempts = spec.retries + 1
                 for _ in range(attempts):
-                    set_current(name, path)
-                    kids, error = _children(self.fns[name], v)
+                    kids, error = _in_item(name, path, _children, self.fns[name], v)
                     if error is None:
                         return Node(v, kids)
                 if spec.on_error == "drop":
@@ -185,13 +195,16 @@ class _Request:
         if not _is_incremental_aggregator(cls):
             ok, out = self.call(name, path, node.parent, [c for _, c in kids])
             return out if ok else self.failed(name, path)
-        set_current(name, path)
-        try:
+
+        def incremental() -> Any:
             inst = cls()
             _await(inst.start(node.parent))
             for i, c in kids:
                 _await(inst.add(i, c))
             return _await(inst.finish())
+
+        try:
+            return _in_item(name, path, incremental)
         except Exception:
             return self.failed(name, path)
 
