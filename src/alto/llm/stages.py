@@ -14,6 +14,17 @@ the next stage starts on the first part long before the last one exists.
 >>> alto.run(p, ["mail"])
 [True]
 
+Any async token iterator works too, e.g. your own client's streaming call:
+
+>>> async def my_client(prompt):
+...     for chunk in ["1. SMTP sends", " mail\\n2. IMAP", " reads it\\n"]:
+...         yield chunk
+>>> q = alto.Pipeline("own")
+>>> parts = q.input().expand(generate_split(my_client, "{input}", "list"))
+>>> _ = q.output(parts.aggregate(lambda topic, cs: cs))
+>>> alto.run(q, ["mail"])
+[['SMTP sends mail', 'IMAP reads it']]
+
 Templates are ``str.format`` strings: ``{input}`` is the item; a dict item's keys are
 available by name. A template may also be a function ``item -> prompt`` returning a
 string or a list of chat messages (for few-shot prompts).
@@ -77,7 +88,7 @@ def generate(
 
 
 def generate_split(
-    llm: LLM,
+    llm: LLM | Callable[[Prompt], AsyncIterator[str]],
     template: Template,
     splitter: str | type[Splitter] = "lines",
     *,
@@ -95,8 +106,12 @@ def generate_split(
     """An expand stage function: yields each part of the generation as soon as it is complete.
 
     Args:
+        llm: an :class:`~alto.llm.LLM`, or any function ``prompt -> async iterator of
+            text chunks`` (your own client's streaming call); the generation options
+            below then go to the LLM only, so bind them into your function yourself.
         splitter: ``"lines"``, ``"list"``, ``"sentences"``, ``"json"`` or a Splitter class.
-        dedupe: drop parts that repeat an earlier one (small models repeat lines).
+        dedupe: drop parts that repeat an earlier one (on by default: small models
+            repeat lines; pass ``dedupe=False`` to keep every part).
         max_parts: stop generating after this many parts.
         keep: a predicate on each part (e.g. drop fragments that are too short).
         transform: ``transform(part, item)`` builds the value sent downstream.
@@ -107,14 +122,13 @@ def generate_split(
     async def split_stage(value: Any) -> AsyncIterator[Any]:
         seen: set[str] = set()
         n = 0
-        tokens = llm.stream(
-            render(template, value),
-            system=system,
-            max_tokens=max_tokens,
-            stop=stop,
-            temperature=temperature,
-            priority=priority,
-        )
+        prompt = render(template, value)
+        if isinstance(llm, LLM):
+            tokens = llm.stream(
+                prompt, system=system, max_tokens=max_tokens, stop=stop, temperature=temperature, priority=priority
+            )
+        else:
+            tokens = llm(prompt)
         async with aclosing(split_stream(tokens, make())) as parts:
             async for part in parts:
                 key = _normal(part)
