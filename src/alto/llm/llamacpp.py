@@ -22,6 +22,7 @@ import heapq
 import importlib.util
 import itertools
 import os
+import logging
 import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -254,5 +255,5 @@ class LlamaCpp(LLM):
     def __del__(self) -> None:
         try:
             self.close()
-        except Exception:
-            pass
+        except Exception as exc:  # at interpreter exit modules may be half torn down: say so, never raise
+            logging.getLogger("alto").debug("LlamaCpp.close() during garbage collection failed: %r", exc)
