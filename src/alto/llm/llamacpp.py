@@ -21,8 +21,8 @@ import asyncio
 import heapq
 import importlib.util
 import itertools
-import os
 import logging
+import os
 import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
