@@ -331,3 +331,22 @@ def test_runtime_options_are_typed_and_checked_alike():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert alto.run(p, [1], timeout_s=5) == ["1"]
+
+
+def test_a_stage_raising_cancelled_error_fails_its_request_not_the_replica():
+    async def odd(x):
+        if x == 1:
+            raise asyncio.CancelledError  # not a cancellation of ALTO's: a stage failure
+        return x
+
+    p = alto.Pipeline("ce")
+    p.output(p.input().map(odd))
+
+    async def main():
+        async with alto.LocalRuntime(p, timeout_s=30) as rt:
+            first = await rt.map([0, 1, 2], return_exceptions=True)
+            return first, await rt.map([3, 4])
+
+    first, later = arun(main())
+    assert first[0] == 0 and first[2] == 2 and later == [3, 4]
+    assert isinstance(first[1], alto.StageError) and first[1].stage == "odd"

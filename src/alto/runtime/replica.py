@@ -398,7 +398,6 @@ class ReplicaExecutor:
         above = ended.above  # Ended, inlined: this check runs for every item
         set_stage(self.name)  # this lane's own context: alto.current() inside stage code
         fast = op.fast_fn  # an async map function: called here directly (the hot path)
-        emit = op.emit
         while True:
             if not ready:
                 if self._fetching:  # another lane waits on the inbox: wait to be needed
@@ -439,9 +438,7 @@ class ReplicaExecutor:
                     first = coro.send(None)
                 except StopIteration as stop:
                     op.handled += 1
-                    if emit is not op.emit:
-                        emit = op.emit  # rewired (Ray replacement)
-                    wait = emit(Item(path, stop.value))
+                    wait = op.emit(Item(path, stop.value))
                     if wait is not None:
                         await self._run(lane, None, _await(wait), msg)
                     continue
@@ -449,9 +446,9 @@ class ReplicaExecutor:
                     op.handled += 1
                     await self._run(lane, rid, op.failed(path, exc), msg)
                     continue
-                except BaseException:
-                    coro.close()
-                    raise
+                except BaseException as exc:  # e.g. CancelledError raised by the stage: as for any item
+                    await self._run(lane, rid, _raise(exc), msg)
+                    continue
                 await self._run(lane, rid, op.resume(msg, coro, first), msg)
             elif self._pass_control:
                 wait = op.emit(msg)
@@ -513,9 +510,15 @@ async def _await(wait: Any) -> None:
     await wait
 
 
+async def _raise(exc: BaseException) -> None:
+    raise exc
+
+
 def _paths_of(what: Any) -> list[tuple[int, ...]]:
+    """The requests (as ``(rid,)`` paths) of a message or batch, zip's wrapped ones included."""
     msgs = what if isinstance(what, list) else [what]
-    return list({(m.path[0],): None for m in msgs if hasattr(m, "path")})
+    msgs = [m.msg if m.__class__ is Right else m for m in msgs]
+    return list({(m.path[0],): None for m in msgs})
 
 
 def fan_out(targets: list[Callable[[Message], Any]]) -> Callable[[Message], Any]:
