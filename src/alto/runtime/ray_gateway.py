@@ -187,10 +187,10 @@ class Gateway:
     async def next_events(self, rid: int) -> tuple[list[Any], bool]:
         """Events of a streamed request so far (waiting for at least one; the request's
         own timeout ends the wait with its error)."""
-        from .requests import _END
+        from .requests import _ALL, _END
 
         req = self._streams[rid]
-        out = await req.events.get()
+        out = await req.events.get_batch(_ALL)
         done = any(e is _END or isinstance(e, BaseException) for e in out)
         out = [e for e in out if e is not _END]
         if done:

@@ -14,7 +14,8 @@ from typing import Any
 from ..errors import StageError
 from ..pipeline import ASYNC_CONCURRENCY, Pipeline, StageSpec
 from .ray_sender import Sender, Wiring, downstream_stages, wire_emit
-from .replica import Ended, ReplicaExecutor, RuntimeOptions
+from .replica import ReplicaExecutor, RuntimeOptions
+from .requests import Ended
 from .wire import Endpoint, Pool
 
 

@@ -30,7 +30,7 @@ import asyncio
 import logging
 import types
 from collections import deque
-from collections.abc import Callable, Generator, Iterable
+from collections.abc import Callable, Generator
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any, Protocol, TypedDict
@@ -41,10 +41,10 @@ from ..errors import StageError
 from ..operators import Operator, Right, make_operator
 from ..pipeline import Pipeline, StageSpec
 from ..routing import replica_chooser
+from .inbox import Inbox
+from .requests import Ended
 
 __all__ = [
-    "Ended",
-    "Inbox",
     "Lane",
     "ReplicaExecutor",
     "RequestCancelled",
@@ -104,103 +104,6 @@ class RuntimeKwargs(TypedDict, total=False):
     sync_budget_s: float
     timeout_s: float
     event_buffer: int
-
-
-class Ended:
-    """Ids of requests that are over (finished, failed or cancelled), in memory that
-    grows with the requests still open, not with all requests ever served.
-
-    Request ids are handed out in order and every request ends, so all ids below a
-    low-water mark are over and need no entry of their own:
-
-    >>> ended = Ended()
-    >>> ended.update([1, 3])
-    >>> 1 in ended, 0 in ended, 3 in ended
-    (True, False, True)
-    >>> ended.add(0); ended.add(2)
-    >>> ended.low, len(ended.above), 2 in ended
-    (4, 0, True)
-    """
-
-    __slots__ = ("above", "low")
-
-    def __init__(self) -> None:
-        self.low = 0
-        self.above: set[int] = set()
-
-    def __contains__(self, rid: object) -> bool:
-        return isinstance(rid, int) and (rid < self.low or rid in self.above)
-
-    def __len__(self) -> int:
-        return len(self.above)
-
-    def add(self, rid: int) -> None:
-        if rid >= self.low:
-            self.above.add(rid)
-            while self.low in self.above:
-                self.above.discard(self.low)
-                self.low += 1
-
-    def update(self, rids: Iterable[int]) -> None:
-        for rid in rids:
-            self.add(rid)
-
-
-class Inbox:
-    """A bounded FIFO of messages for one replica, drained in batches.
-
-    :meth:`put` never blocks: it accepts the message and, when the inbox is at
-    capacity, returns a future the sender must await before sending more. So each
-    sender overshoots by at most one message and memory stays bounded.
-    """
-
-    __slots__ = ("_getter", "_loop", "_putters", "_q", "capacity", "peak")
-
-    def __init__(self, capacity: int) -> None:
-        self._q: deque[Any] = deque()
-        self.capacity = capacity
-        self._getter: asyncio.Future[None] | None = None
-        self._putters: list[asyncio.Future[None]] = []
-        self.peak = 0
-        self._loop = asyncio.get_running_loop()
-
-    def __len__(self) -> int:
-        return len(self._q)
-
-    def put(self, msg: Any) -> asyncio.Future[None] | None:
-        q = self._q
-        q.append(msg)
-        getter = self._getter
-        if getter is not None:
-            self._getter = None
-            if not getter.done():
-                getter.set_result(None)
-        n = len(q)
-        if n > self.peak:
-            self.peak = n
-        if n >= self.capacity:
-            fut = self._loop.create_future()
-            self._putters.append(fut)
-            return fut
-        return None
-
-    async def get_batch(self, max_items: int) -> list[Any]:
-        """Up to ``max_items`` messages, waiting for at least one (one waiter at a time)."""
-        q = self._q
-        while not q:
-            self._getter = self._loop.create_future()
-            await self._getter
-        if len(q) <= max_items:
-            batch = list(q)
-            q.clear()
-        else:
-            batch = [q.popleft() for _ in range(max_items)]
-        if self._putters and len(q) < self.capacity:
-            putters, self._putters = self._putters, []
-            for fut in putters:
-                if not fut.done():
-                    fut.set_result(None)
-        return batch
 
 
 class RequestCancelled(BaseException):

@@ -10,16 +10,16 @@ caller -- and the runtime hears of it through ``on_end`` (to cancel its work or 
 from __future__ import annotations
 
 import asyncio
-from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from ..ancestry import CompletionTracker, Item, Message
 from ..errors import RequestTimeout
 from ..pipeline import Pipeline
+from .inbox import Inbox
 
-__all__ = ["Event", "Events", "Requests", "iterate_events"]
+__all__ = ["Ended", "Event", "Requests", "iterate_events"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,62 +37,53 @@ class Event:
 
 
 _END = object()
+_ALL = 1 << 62  # take every buffered event at once
 
 
-class Events:
-    """The events of one streamed request, bounded: when ``capacity`` are waiting for a
-    reader, :meth:`put` returns a future the stage must await (backpressure), so a
-    reader that stops reading slows the stages instead of growing memory."""
+class Ended:
+    """Ids of requests that are over (finished, failed or cancelled), in memory that
+    grows with the requests still open, not with all requests ever served.
 
-    __slots__ = ("_getter", "_loop", "_putters", "_q", "capacity")
+    Request ids are handed out in order and every request ends, so all ids below a
+    low-water mark are over and need no entry of their own:
 
-    def __init__(self, capacity: int) -> None:
-        self._q: deque[Any] = deque()
-        self._getter: asyncio.Future[None] | None = None
-        self._putters: list[asyncio.Future[None]] = []
-        self._loop = asyncio.get_running_loop()
-        self.capacity = capacity
+    >>> ended = Ended()
+    >>> ended.update([1, 3])
+    >>> 1 in ended, 0 in ended, 3 in ended
+    (True, False, True)
+    >>> ended.add(0); ended.add(2)
+    >>> ended.low, len(ended.above), 2 in ended
+    (4, 0, True)
+    """
+
+    __slots__ = ("above", "low")
+
+    def __init__(self) -> None:
+        self.low = 0
+        self.above: set[int] = set()
+
+    def __contains__(self, rid: object) -> bool:
+        return isinstance(rid, int) and (rid < self.low or rid in self.above)
 
     def __len__(self) -> int:
-        return len(self._q)
+        return len(self.above)
 
-    def put(self, ev: Any) -> asyncio.Future[None] | None:
-        self._q.append(ev)
-        getter, self._getter = self._getter, None
-        if getter is not None and not getter.done():
-            getter.set_result(None)
-        if len(self._q) > self.capacity:
-            fut = self._loop.create_future()
-            self._putters.append(fut)
-            return fut
-        return None
+    def add(self, rid: int) -> None:
+        if rid >= self.low:
+            self.above.add(rid)
+            while self.low in self.above:
+                self.above.discard(self.low)
+                self.low += 1
 
-    def release(self) -> None:
-        """Nobody will read any more: let every waiting stage go on."""
-        putters, self._putters = self._putters, []
-        for fut in putters:
-            if not fut.done():
-                fut.set_result(None)
-
-    def take(self) -> list[Any]:
-        """Everything buffered now (possibly nothing)."""
-        out = list(self._q)
-        self._q.clear()
-        self.release()
-        return out
-
-    async def get(self) -> list[Any]:
-        """At least one event (waits for it)."""
-        while not self._q:
-            self._getter = self._loop.create_future()
-            await self._getter
-        return self.take()
+    def update(self, rids: Iterable[int]) -> None:
+        for rid in rids:
+            self.add(rid)
 
 
 class _Request:
     __slots__ = ("events", "finals", "future", "pending", "rid", "timer", "trackers")
 
-    def __init__(self, rid: int, future: asyncio.Future[Any], outputs: list[str], events: Events | None) -> None:
+    def __init__(self, rid: int, future: asyncio.Future[Any], outputs: list[str], events: Inbox | None) -> None:
         self.rid = rid
         self.future = future
         self.events = events
@@ -139,7 +130,7 @@ class Requests:
         """Register a new request; returns its state (``rid``, ``future``, ``events``)."""
         rid = self._next
         self._next += 1
-        req = _Request(rid, self._loop.create_future(), self.outputs, Events(self.event_buffer) if events else None)
+        req = _Request(rid, self._loop.create_future(), self.outputs, Inbox(self.event_buffer) if events else None)
         req.timer = self._loop.call_later(self.timeout_s, self._expire, rid)
         self._open[rid] = req
         return req
@@ -230,7 +221,7 @@ async def iterate_events(req: _Request) -> AsyncIterator[Event]:
     """Yield a request's events until its end marker; raise its error if it failed."""
     assert req.events is not None
     while True:
-        for ev in await req.events.get():
+        for ev in await req.events.get_batch(_ALL):
             if ev is _END:
                 return
             if isinstance(ev, BaseException):
