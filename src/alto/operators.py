@@ -126,7 +126,7 @@ class Operator:
         if wait is not None:
             await wait
 
-    async def _error(self, path: tuple[int, ...], exc: BaseException) -> None:
+    async def failed(self, path: tuple[int, ...], exc: BaseException) -> None:
         """Apply the stage's ``on_error`` policy to a failure on the item at ``path``."""
         if self.spec.on_error == "drop":
             log.warning("stage %r dropped item %s: %s: %s", self.name, path, type(exc).__name__, exc)
@@ -182,7 +182,7 @@ class MapOperator(Operator):
         try:
             value = await _resumed(coro, first)
         except Exception as exc:
-            await self._error(msg.path, exc)
+            await self.failed(msg.path, exc)
             return
         finally:
             self.busy -= 1
@@ -190,9 +190,6 @@ class MapOperator(Operator):
         wait = self.emit(Item(msg.path, value))
         if wait is not None:
             await wait
-
-    async def failed(self, path: tuple[int, ...], exc: BaseException) -> None:
-        await self._error(path, exc)
 
     def _result(self, msg: Item, value: Any) -> Message:
         return Item(msg.path, value)
@@ -205,7 +202,7 @@ class MapOperator(Operator):
             else:
                 value = await self._apply(msg.path, msg.value)
         except Exception as exc:
-            await self._error(msg.path, exc)
+            await self.failed(msg.path, exc)
             return
         finally:
             self.busy -= 1
@@ -247,7 +244,7 @@ class MapOperator(Operator):
                 if ok:
                     await self._send(self._result(msg, value))
                 else:
-                    await self._error(msg.path, value)
+                    await self.failed(msg.path, value)
             items = live[len(outcomes) :]
 
 
@@ -472,7 +469,7 @@ class AggregateOperator(Operator):
             # complete, but report the failure (or the tombstone) now.
             group.state = _DEAD
             group.values.clear()
-            await self._error(key, exc)
+            await self.failed(key, exc)
         if group.complete and self._groups.get(key) is group:
             del self._groups[key]
             if group.state is not _DEAD:
@@ -517,7 +514,7 @@ class AggregateOperator(Operator):
             else:
                 value = await self._apply(key, group.parent, group.children())
         except Exception as exc:
-            await self._error(key, exc)
+            await self.failed(key, exc)
             return
         finally:
             self.busy -= 1
