@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, TypedDict, Unpack
 
 from .errors import PipelineError
+from .invoke import classify
 
 __all__ = ["ON_ERROR", "UNSET", "Pipeline", "StageKind", "StageOptions", "StageSpec", "Stream"]
 
@@ -36,18 +37,11 @@ ASYNC_CONCURRENCY = 64
 class _Unset:
     """The type of :data:`UNSET`: an option left at its default (``None`` means "off")."""
 
-    _instance: _Unset | None = None
-
-    def __new__(cls) -> _Unset:
-        if cls._instance is None:
-            cls._instance = super().__new__(cls)
-        return cls._instance
-
     def __repr__(self) -> str:
         return "UNSET"
 
     def __reduce__(self) -> str:
-        return "UNSET"  # one instance in every process
+        return "UNSET"  # pickled and copied by name: one instance in every process
 
 
 UNSET = _Unset()
@@ -126,14 +120,12 @@ class StageSpec:
 
 def default_concurrency(fn: Any) -> int:
     """1 for a plain function, 64 for an ``async`` one or an async generator (also as a class's ``__call__``)."""
-    target = getattr(fn, "__call__", None) if inspect.isclass(fn) else fn  # noqa: B004
-    if target is None:
-        return 1
     if _is_incremental_aggregator(fn):
         methods = (getattr(fn, m) for m in ("start", "add", "finish"))
         return ASYNC_CONCURRENCY if any(inspect.iscoroutinefunction(m) for m in methods) else 1
-    from .invoke import classify  # invoke imports nothing of the pipeline; kept local for clarity
-
+    target = getattr(fn, "__call__", None) if inspect.isclass(fn) else fn  # noqa: B004
+    if target is None:
+        return 1
     return 1 if classify(target) == "sync" else ASYNC_CONCURRENCY
 
 
