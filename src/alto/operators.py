@@ -396,7 +396,7 @@ class ZipOperator(Operator):
                 await self._send(msg)
             return
         path = msg.path
-        if path[0] in self.ctx.cancelled:
+        if path[0] in self.ctx.cancelled:  # (port-1 items arrive wrapped: the executor cannot check them)
             return
         other = self._halves.get(path)
         if other is None or other[0] == port:
@@ -452,8 +452,8 @@ class AggregateOperator(Operator):
         if n < plen or (n == plen and cls is Tombstone):
             await self._send(msg)  # an outer level's marker, or a dropped parent
             return
-        if path[0] in self.ctx.cancelled:
-            return
+        if cls is not Item and path[0] in self.ctx.cancelled:
+            return  # (items of ended requests never get here: the executor drops them)
         key = path if n == plen else path[:plen]
         group = self._groups.get(key)
         if group is None:

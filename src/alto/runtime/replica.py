@@ -167,6 +167,30 @@ def _drive(coro: Any, first: Any, lane: Lane, on_block: Callable[[], None]) -> G
             raise
 
 
+_UNSTARTED = object()  # _run runs the first step itself
+_DONE = object()  # a first step that finished the coroutine
+
+
+class _Raised:
+    """A first step that raised: ``_run`` handles ``exc`` like any error of an item."""
+
+    __slots__ = ("exc",)
+
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+
+def _first_step(coro: Any) -> Any:
+    """Run ``coro`` to its first wait: ``_DONE``, a :class:`_Raised`, or what it yielded."""
+    try:
+        return coro.send(None)
+    except StopIteration:
+        return _DONE
+    except BaseException as exc:  # given to _run, which decides (stage failure, ALTO bug, shutdown)
+        coro.close()
+        return _Raised(exc)
+
+
 class Host(Protocol):
     """What a runtime gives the executors of its replicas."""
 
@@ -332,7 +356,10 @@ class ReplicaExecutor:
                     continue
                 set_path(path)
                 if fast is None:
-                    await self._run(lane, rid, op.handle(msg), msg)
+                    coro = op.handle(msg)
+                    first = _first_step(coro)  # most messages end here, with no scope to set up
+                    if first is not _DONE:
+                        await self._run(lane, rid, coro, msg, first)
                     continue
                 # The hot path, the same steps as MapOperator.handle without its coroutine:
                 # most calls finish at their first step and never need a scope.
@@ -350,7 +377,7 @@ class ReplicaExecutor:
                     await self._run(lane, rid, op.failed(path, exc), msg)
                     continue
                 except BaseException as exc:  # e.g. CancelledError raised by the stage: as for any item
-                    await self._run(lane, rid, _raise(exc), msg)
+                    await self._run(lane, rid, coro, msg, _Raised(exc))
                     continue
                 await self._run(lane, rid, op.resume(msg, coro, first), msg)
             elif self._pass_control:
@@ -358,18 +385,28 @@ class ReplicaExecutor:
                 if wait is not None:
                     await self._run(lane, None, _await(wait), msg)
             else:
-                await self._run(lane, (msg.msg if msg.__class__ is Right else msg).path[0], op.handle(msg), msg)
+                coro = op.handle(msg)
+                first = _first_step(coro)
+                if first is not _DONE:
+                    rid = (msg.msg if msg.__class__ is Right else msg).path[0]
+                    await self._run(lane, rid, coro, msg, first)
 
-    async def _run(self, lane: Lane, rid: int | None, coro: Any, what: Any) -> None:
-        """Drive one item (or batch) to its end; interruptible by its request's cancel."""
+    async def _run(self, lane: Lane, rid: int | None, coro: Any, what: Any, first: Any = _UNSTARTED) -> None:
+        """Drive one item (or batch) to its end; interruptible by its request's cancel.
+
+        ``first``: what ``coro`` yielded at a first step the caller already ran
+        (:func:`_first_step`; a coroutine may yield ``None``), else that step is run here.
+        """
         lane.rid = rid
         lane.interrupted = False
         lane.blocked = False
         try:
-            try:
-                first = coro.send(None)  # most items finish here without waiting
-            except StopIteration:
-                return
+            if first is _UNSTARTED:
+                first = _first_step(coro)
+                if first is _DONE:
+                    return
+            if first.__class__ is _Raised:
+                raise first.exc  # handled below, as if raised while driven
             await _drive(coro, first, lane, self._on_block)
         except RequestCancelled:
             pass  # its request was cancelled; nothing is left of it here
@@ -411,10 +448,6 @@ class ReplicaExecutor:
 
 async def _await(wait: Any) -> None:
     await wait
-
-
-async def _raise(exc: BaseException) -> None:
-    raise exc
 
 
 def _paths_of(what: Any) -> list[tuple[int, ...]]:
