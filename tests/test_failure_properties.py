@@ -124,13 +124,18 @@ def make_class_map(a: int, fault: Fault):
 
 
 @st.composite
-def faults(draw):
-    mode = draw(st.sampled_from(["none", "persistent", "persistent", "flaky", "flaky"]))
+def faults(draw, flaky: bool = True):
+    modes = ["none", "persistent", "persistent"] + (["flaky", "flaky"] if flaky else [])
+    mode = draw(st.sampled_from(modes))
     return Fault(mode, draw(st.integers(2, 7)), draw(st.integers(0, 6)))
 
 
 @st.composite
-def failing_pipelines(draw):
+def failing_pipelines(draw, flaky: bool = True):
+    """``flaky=False``: only faults that depend on values. Flaky faults depend on the
+    request id (part of the path), which the reference can predict only where ids
+    follow input order: on the local runtime, not on Ray, whose gateway numbers
+    concurrently submitted requests in the order they arrive."""
     ATTEMPTS.clear()
     p = alto.Pipeline("faulty")
     s = p.input()
@@ -145,7 +150,7 @@ def failing_pipelines(draw):
         }
 
     def agg():
-        fault = draw(faults())
+        fault = draw(faults(flaky))
         form = draw(st.sampled_from(["fold", "afold", "incremental"]))
         if form == "incremental":
             cls = type("FaultyFoldN", (FaultyFold,), {"fault": fault})
@@ -171,22 +176,22 @@ def failing_pipelines(draw):
         op = draw(st.sampled_from(choices))
         if op == "map":
             f = make_map(draw(st.integers(1, 9)), draw(st.integers(0, 9)), draw(st.sampled_from(["sync", "async"])))
-            s = s.map(faulty_fn(f, draw(faults())), **opts())
+            s = s.map(faulty_fn(f, draw(faults(flaky))), **opts())
         elif op == "classmap":
-            s = s.map(make_class_map(draw(st.integers(1, 9)), draw(faults())), **opts())
+            s = s.map(make_class_map(draw(st.integers(1, 9)), draw(faults(flaky))), **opts())
         elif op == "filter":
             s = s.filter(
-                faulty_fn(make_filter(draw(st.integers(2, 4)), draw(st.integers(0, 1))), draw(faults())), **opts()
+                faulty_fn(make_filter(draw(st.integers(2, 4)), draw(st.integers(0, 1))), draw(faults(flaky))), **opts()
             )
         elif op == "expand":
             f = make_expand(
                 draw(st.integers(1, 4)), draw(st.integers(0, 5)), draw(st.sampled_from(["gen", "list", "agen"]))
             )
-            s = s.expand(faulty_expand(f, draw(faults())), **opts())
+            s = s.expand(faulty_expand(f, draw(faults(flaky))), **opts())
         elif op == "aggregate":
             s = s.aggregate(agg(), **opts())
         else:
-            s = s.zip(draw(st.sampled_from(partners))).map(faulty_fn(combine, draw(faults())), **opts())
+            s = s.zip(draw(st.sampled_from(partners))).map(faulty_fn(combine, draw(faults(flaky))), **opts())
         seen.append(s)
     while s.depth > 0:
         s = s.aggregate(agg(), replicas=draw(st.integers(1, 3)), on_error=draw(st.sampled_from(["fail", "drop"])))
@@ -238,7 +243,7 @@ def test_failing_pipelines_match_reference_local(pipeline, inputs, streaming):
 @settings(
     max_examples=5, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
 )
-@given(failing_pipelines(), st.lists(st.integers(0, 100), min_size=1, max_size=4), st.booleans())
+@given(failing_pipelines(flaky=False), st.lists(st.integers(0, 100), min_size=1, max_size=4), st.booleans())
 def test_failing_pipelines_match_reference_ray(ray_cluster, pipeline, inputs, streaming):
     """Fewer examples: every example starts a fresh set of actors."""
     from alto.runtime.ray import RayRuntime

@@ -250,7 +250,9 @@ def matches_reference(pipeline: Pipeline, inputs: list[Any], results: list[Any],
     """True if ``results`` (from ``run(..., return_exceptions=True)``) are what the
     reference expects: equal values, and for failed requests a StageError naming one of
     the request's failures. ``first_rid``: the request id of ``inputs[0]`` on the runtime
-    (request ids only matter to stages that read :func:`alto.current`).
+    (request ids only matter to stages that read :func:`alto.current`; they follow
+    input order for ``LocalRuntime.map``, while a RayRuntime's gateway numbers requests
+    submitted concurrently in the order they arrive).
     """
     expected = reference_run_with_failures(pipeline, inputs, first_rid)
     if len(expected) != len(results):
