@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
@@ -240,6 +241,7 @@ def test_failing_pipelines_match_reference_local(pipeline, inputs, streaming):
     check_failures(local, pipeline, inputs, streaming)
 
 
+@pytest.mark.timeout(600)  # each example starts fresh actors: ~20 s apiece on a loaded 2-core machine
 @settings(
     max_examples=5, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
 )

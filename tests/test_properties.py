@@ -11,6 +11,7 @@ import asyncio
 import random
 import time
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -157,6 +158,7 @@ def test_random_pipelines_match_reference_local(pipeline, inputs):
     check_against_reference("local", pipeline, inputs)
 
 
+@pytest.mark.timeout(600)  # each example starts fresh actors: ~20 s apiece on a loaded 2-core machine
 @settings(
     max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
 )
