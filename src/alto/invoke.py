@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import Callable, Container, Iterable
 from typing import Any
 
-from .context import set_current
+from .context import set_current, set_path, set_stage
 
 __all__ = [
     "SKIPPED",
@@ -83,19 +83,21 @@ def run_sync_batch(
     Items of cancelled requests are skipped (``(True, _SKIPPED)``).
     """
     out: list[tuple[bool, Any]] = []
+    append = out.append
     start = time.perf_counter()
+    clock = time.perf_counter
+    set_stage(stage)
     for item in items:
         path = item.path
         if path[0] in cancelled:
-            out.append((True, _SKIPPED))
+            append((True, _SKIPPED))
             continue
-        set_current(stage, path)
-        value = item.value
+        set_path(path)
         try:
-            out.append((True, call_with_retries(fn, (value,), retries)))
+            append((True, fn(item.value) if not retries else call_with_retries(fn, (item.value,), retries)))
         except Exception as exc:
-            out.append((False, exc))
-        if time.perf_counter() - start > budget_s:
+            append((False, exc))
+        if clock() - start > budget_s:
             break
     return out
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-import types
 from collections.abc import AsyncIterator, Awaitable, Callable, Container
 from concurrent.futures import Executor
 from contextlib import aclosing
@@ -82,6 +81,9 @@ class Operator:
     passes_control = True
     batched = False
     fast_fn: Any = None  # set for async maps: the executor calls it directly (hot path)
+    # set where most items need no await: ``quick(item)`` handles it at once and returns
+    # True, or returns False (nothing done) and the executor calls handle()
+    quick: Callable[[Item], bool] | None = None
 
     def __init__(self, spec: StageSpec, ctx: StageContext, emit: Emit) -> None:
         self.spec = spec
@@ -149,21 +151,6 @@ class Operator:
         raise AssertionError("unreachable")
 
 
-@types.coroutine
-def _resumed(coro: Any, first: Any) -> Any:
-    """Go on awaiting ``coro``, which already ran its first step and yielded ``first``
-    (the future it waits on): wait on that future too, then delegate as ``await`` does."""
-    try:
-        yield first
-    except BaseException as exc:  # thrown in by the task (a cancellation): the call decides
-        try:
-            nxt = coro.throw(exc)
-        except StopIteration as stop:
-            return stop.value
-        return (yield from _resumed(coro, nxt))
-    return (yield from coro)
-
-
 class MapOperator(Operator):
     """``map``: one output per input. ``filter`` reuses it with a predicate."""
 
@@ -174,22 +161,6 @@ class MapOperator(Operator):
         self.batched = self.mode == "sync" and self.spec.max_in_flight == 1
         if self.mode == "async" and not self.spec.retries and type(self) is MapOperator:
             self.fast_fn = self.fn
-
-    async def resume(self, msg: Item, coro: Any, first: Any) -> None:
-        """Finish an item whose call (``fast_fn``) did not end at its first step: it
-        yielded ``first``, the future it waits on, and goes on from there."""
-        self.busy += 1
-        try:
-            value = await _resumed(coro, first)
-        except Exception as exc:
-            await self.failed(msg.path, exc)
-            return
-        finally:
-            self.busy -= 1
-            self.handled += 1
-        wait = self.emit(Item(msg.path, value))
-        if wait is not None:
-            await wait
 
     def _result(self, msg: Item, value: Any) -> Message:
         return Item(msg.path, value)
@@ -219,8 +190,10 @@ class MapOperator(Operator):
             else:
                 await self._send(msg)
         ctx = self.ctx
+        ended = ctx.cancelled
+        plain_map = type(self) is MapOperator
         while items:
-            live = [m for m in items if m.path[0] not in ctx.cancelled]
+            live = [m for m in items if m.path[0] not in ended]
             if not live:
                 return
             self.busy = len(live)
@@ -231,18 +204,20 @@ class MapOperator(Operator):
                     self.fn,
                     self.name,
                     live,
-                    ctx.cancelled,
+                    ended,
                     self.spec.retries,
                     ctx.sync_budget_s,
                 )
             finally:
                 self.busy = 0
+            self.handled += len(outcomes)
             for msg, (ok, value) in zip(live, outcomes, strict=False):  # outcomes may stop early
-                self.handled += 1
-                if value is SKIPPED or msg.path[0] in ctx.cancelled:
+                if value is SKIPPED or msg.path[0] in ended:
                     continue
                 if ok:
-                    await self._send(self._result(msg, value))
+                    wait = self.emit(Item(msg.path, value) if plain_map else self._result(msg, value))
+                    if wait is not None:
+                        await wait
                 else:
                     await self.failed(msg.path, value)
             items = live[len(outcomes) :]
@@ -276,7 +251,11 @@ class ExpandOperator(Operator):
                 await self._send(Open(path, value))
             while True:
                 try:
-                    async with aclosing(self._children(value, path, skip=emitted)) as children:
+                    if self.mode == "asyncgen" and not emitted:
+                        source = self.fn(value)  # the common case: no layer between
+                    else:
+                        source = self._children(value, path, skip=emitted)
+                    async with aclosing(source) as children:
                         async for child in children:
                             if rid in cancelled:
                                 return
@@ -443,6 +422,23 @@ class AggregateOperator(Operator):
     async def setup(self) -> None:
         if not self.incremental:
             await super().setup()
+            self.quick = self._collect
+
+    def _collect(self, msg: Item) -> bool:
+        """The common case, one child of a group that stays open: collected at once."""
+        path = msg.path
+        if len(path) != self._plen + 1:
+            return False
+        group = self._groups.get(path[: self._plen])
+        if group is None or group.state is not None:
+            return False
+        index = path[-1]
+        seen = group.seen
+        if index in seen or (group.expected is not None and len(seen) + 1 >= group.expected):
+            return False  # a duplicate, or the child that completes the group: handle() does it
+        seen.add(index)
+        group.values[index] = msg.value
+        return True
 
     async def handle(self, msg: Any) -> None:
         path = msg.path
@@ -458,6 +454,13 @@ class AggregateOperator(Operator):
         group = self._groups.get(key)
         if group is None:
             group = self._groups[key] = Group()
+        await self._guarded(key, group, msg, cls)
+        if group.complete and self._groups.get(key) is group:
+            del self._groups[key]
+            if group.state is not _DEAD:
+                await self._finish(key, group)
+
+    async def _guarded(self, key: tuple[int, ...], group: Group, msg: Any, cls: type) -> None:
         try:
             if self._lock is not None:
                 async with self._lock:
@@ -470,10 +473,6 @@ class AggregateOperator(Operator):
             group.state = _DEAD
             group.values.clear()
             await self.failed(key, exc)
-        if group.complete and self._groups.get(key) is group:
-            del self._groups[key]
-            if group.state is not _DEAD:
-                await self._finish(key, group)
 
     async def _take(self, group: Group, msg: Any, cls: type) -> None:
         if cls is Open or cls is Done:

@@ -11,10 +11,11 @@ that replica:
   waiting; when an item has to wait (an LLM call, a thread hop), the next lane starts on
   the next message, so a stage with ``concurrency=64`` has up to 64 items in flight and
   a no-op stage pays no task per item;
-* the **scope** of every item: each item is driven by :func:`_drive`, which passes the
-  item's awaits to its lane and can throw ``CancelledError`` into that one item. So
-  cancelling a request (``cancel_request``) interrupts exactly that request's items --
-  never the lane, never another request;
+* the **scope** of every item: a lane's task runs :func:`_drive_lane`, which sees every
+  wait of the item the lane is on and can throw ``CancelledError`` into that one item.
+  So cancelling a request (``cancel_request``) interrupts exactly that request's items
+  -- never the lane, never another request -- and an item that finishes without
+  waiting (most no-op or cached calls) costs one plain ``await``;
 * **supervision**: an error inside ALTO while handling an item fails that item's
   request (an error naming the stage) and the lane goes on; a lane that dies anyway
   fails the requests it held and is replaced. Nothing ends silently.
@@ -47,7 +48,6 @@ from .requests import Ended
 __all__ = [
     "Lane",
     "ReplicaExecutor",
-    "RequestCancelled",
     "RuntimeKwargs",
     "RuntimeOptions",
     "build_emit",
@@ -106,89 +106,71 @@ class RuntimeKwargs(TypedDict, total=False):
     event_buffer: int
 
 
-class RequestCancelled(BaseException):
-    """Raised out of an item whose request was cancelled (not an error of the stage)."""
+_IDLE = None  # Lane.rid between items
+_UNINTERRUPTIBLE = -1  # Lane.rid while a wait that belongs to no single request runs
 
 
 class Lane:
-    """One owned task of a replica, and the item it is driving now (its scope)."""
+    """One owned task of a replica, and the item it is on now (its scope)."""
 
     __slots__ = ("blocked", "interrupted", "rid", "task", "waiter")
 
     def __init__(self) -> None:
         self.task: asyncio.Task[None] | None = None
-        self.rid: int | None = None  # request of the item being driven (None: not interruptible)
-        self.waiter: Any = None  # the future the item waits on
+        # request of the item in scope; _IDLE: none; _UNINTERRUPTIBLE: a wait no request owns
+        self.rid: int | None = _IDLE
+        self.waiter: Any = None  # the future the item in scope waits on
         self.interrupted = False  # its request was cancelled: throw CancelledError at every resume
         self.blocked = False  # the item has waited once (another lane was asked to go on)
 
     def interrupt(self) -> None:
-        """Cancel the item this lane drives (idempotent; the lane itself goes on)."""
+        """Cancel the item this lane is on (idempotent; the lane itself goes on)."""
         self.interrupted = True
         waiter = self.waiter
         if waiter is not None and hasattr(waiter, "cancel"):
             waiter.cancel()
 
+    def end_scope(self) -> None:
+        self.rid = _IDLE
+        self.blocked = self.interrupted = False
+
 
 @types.coroutine
-def _drive(coro: Any, first: Any, lane: Lane, on_block: Callable[[], None]) -> Generator[Any, Any, Any]:
-    """Go on running ``coro``, which has just yielded ``first``, inside the current task.
+def _drive_lane(coro: Any, lane: Lane, on_block: Callable[[], None]) -> Generator[Any, Any, Any]:
+    """Run a lane's coroutine as its task's body: like ``yield from``, except that while
+    an item is in scope the lane records what the item waits on.
 
-    Like ``yield from``, but the lane records what the item waits on, so
-    :meth:`Lane.interrupt` can cancel that one wait (exactly what ``Task.cancel`` does
-    to the future a task waits on) and re-deliver ``CancelledError`` at every later
-    resume, until the item ends. A cancellation of the lane's task itself (shutdown)
-    is told apart by the task's ``cancelling()`` count and propagates unchanged.
+    So :meth:`Lane.interrupt` can cancel that one wait (exactly what ``Task.cancel``
+    does to the future a task waits on), ``CancelledError`` is re-delivered at every
+    later resume until the item ends, and the first wait of an item asks another lane
+    to go on (``on_block``). Only waits pass through here, not items: an item that does
+    not wait costs nothing. A cancellation of the task itself (shutdown) passes through
+    unchanged; the lane tells the two apart by the task's ``cancelling()`` count.
     """
-    yielded = first
+    sent: Any = None
+    error: BaseException | None = None
     while True:
-        if not lane.blocked and yielded is not None:
-            lane.blocked = True
-            on_block()  # this item waits: let another lane take the next message
-        lane.waiter = yielded
-        try:
-            sent = yield yielded
-        except BaseException as exc:  # forwarded into the item, as yield from does
-            error: BaseException | None = exc
-        else:
-            error = None
-        finally:
-            lane.waiter = None
-        if error is None and lane.interrupted:
-            error = asyncio.CancelledError()
         try:
             yielded = coro.send(sent) if error is None else coro.throw(error)
         except StopIteration as stop:
             return stop.value
-        except asyncio.CancelledError:
-            task = asyncio.current_task()
-            if lane.interrupted and (task is None or task.cancelling() == 0):
-                raise RequestCancelled from None
-            raise
-
-
-_UNSTARTED = object()  # _run runs the first step itself
-_DONE = object()  # a first step that finished the coroutine
-
-
-class _Raised:
-    """A first step that raised: ``_run`` handles ``exc`` like any error of an item."""
-
-    __slots__ = ("exc",)
-
-    def __init__(self, exc: BaseException) -> None:
-        self.exc = exc
-
-
-def _first_step(coro: Any) -> Any:
-    """Run ``coro`` to its first wait: ``_DONE``, a :class:`_Raised`, or what it yielded."""
-    try:
-        return coro.send(None)
-    except StopIteration:
-        return _DONE
-    except BaseException as exc:  # given to _run, which decides (stage failure, ALTO bug, shutdown)
-        coro.close()
-        return _Raised(exc)
+        scoped = lane.rid is not _IDLE
+        if scoped:
+            if not lane.blocked and yielded is not None:
+                lane.blocked = True
+                on_block()  # this item waits: let another lane take the next message
+            if lane.interrupted and hasattr(yielded, "cancel"):
+                yielded.cancel()  # it caught the cancellation and waits again: cancel again
+            lane.waiter = yielded
+        try:
+            sent = yield yielded
+            error = None
+        except BaseException as exc:  # forwarded into the lane, as yield from does
+            sent, error = None, exc
+        if scoped:
+            lane.waiter = None
+            if error is None and lane.interrupted and lane.rid is not _IDLE:
+                error = asyncio.CancelledError()
 
 
 class Host(Protocol):
@@ -301,7 +283,8 @@ class ReplicaExecutor:
 
     def _add_lane(self) -> None:
         lane = Lane()
-        lane.task = self._loop.create_task(self._lane(lane), name=f"alto:{self.name}[{self.index}]")
+        body = _drive_lane(self._lane(lane), lane, self._on_block)
+        lane.task = self._loop.create_task(body, name=f"alto:{self.name}[{self.index}]")
         lane.task.add_done_callback(lambda t, lane=lane: self._lane_ended(lane, t))
         self.lanes.add(lane)
 
@@ -325,6 +308,8 @@ class ReplicaExecutor:
         above = ended.above  # Ended, inlined: this check runs for every item
         set_stage(self.name)  # this lane's own context: alto.current() inside stage code
         fast = op.fast_fn  # an async map function: called here directly (the hot path)
+        quick = op.quick
+        batched = op.batched  # all three are fixed by setup(), which ran before any lane
         while True:
             if not ready:
                 if self._fetching:  # another lane waits on the inbox: wait to be needed
@@ -343,91 +328,99 @@ class ReplicaExecutor:
                     self._fetching = False
                 ready.extend(batch)
                 continue
-            if op.batched:
+            if batched:
                 msgs = list(ready)
                 ready.clear()
-                await self._run(lane, None, op.handle_batch(msgs), msgs)
+                lane.rid = _UNINTERRUPTIBLE
+                try:
+                    await op.handle_batch(msgs)
+                except BaseException as exc:
+                    await self._failed(lane, exc, msgs)
+                lane.end_scope()
                 continue
             msg = ready.popleft()
-            if msg.__class__ is Item:
+            cls = msg.__class__
+            if cls is Item:
                 path = msg.path
                 rid = path[0]
                 if rid < ended.low or rid in above:
                     continue
+                if quick is not None and quick(msg):
+                    continue
                 set_path(path)
+                lane.rid = rid
                 if fast is None:
-                    coro = op.handle(msg)
-                    first = _first_step(coro)  # most messages end here, with no scope to set up
-                    if first is not _DONE:
-                        await self._run(lane, rid, coro, msg, first)
+                    try:
+                        await op.handle(msg)  # stage errors are handled in there
+                    except BaseException as exc:
+                        await self._failed(lane, exc, msg)
+                    lane.end_scope()
                     continue
-                # The hot path, the same steps as MapOperator.handle without its coroutine:
-                # most calls finish at their first step and never need a scope.
-                coro = fast(msg.value)
+                # The hot path: an async map's function, awaited here, with no layer between.
                 try:
-                    first = coro.send(None)
-                except StopIteration as stop:
-                    op.handled += 1
-                    wait = op.emit(Item(path, stop.value))
-                    if wait is not None:
-                        await self._run(lane, None, _await(wait), msg)
+                    value = await fast(msg.value)
+                except BaseException as exc:
+                    await self._failed(lane, exc, msg, stage_call=True)
+                    lane.end_scope()
                     continue
-                except Exception as exc:
-                    op.handled += 1
-                    await self._run(lane, rid, op.failed(path, exc), msg)
+                op.handled += 1
+                if lane.interrupted:  # it swallowed its cancellation: its request is over
+                    lane.end_scope()
                     continue
-                except BaseException as exc:  # e.g. CancelledError raised by the stage: as for any item
-                    await self._run(lane, rid, coro, msg, _Raised(exc))
-                    continue
-                await self._run(lane, rid, op.resume(msg, coro, first), msg)
+                wait = op.emit(Item(path, value))
+                if wait is not None:
+                    lane.rid = _UNINTERRUPTIBLE
+                    await wait
+                lane.rid = _IDLE  # end_scope(), inlined: interrupted is False here
+                if lane.blocked:
+                    lane.blocked = False
             elif self._pass_control:
                 wait = op.emit(msg)
                 if wait is not None:
-                    await self._run(lane, None, _await(wait), msg)
+                    lane.rid = _UNINTERRUPTIBLE
+                    await wait
+                    lane.end_scope()
             else:
-                coro = op.handle(msg)
-                first = _first_step(coro)
-                if first is not _DONE:
-                    rid = (msg.msg if msg.__class__ is Right else msg).path[0]
-                    await self._run(lane, rid, coro, msg, first)
+                lane.rid = (msg.msg if cls is Right else msg).path[0]
+                try:
+                    await op.handle(msg)
+                except BaseException as exc:
+                    await self._failed(lane, exc, msg)
+                lane.end_scope()
 
-    async def _run(self, lane: Lane, rid: int | None, coro: Any, what: Any, first: Any = _UNSTARTED) -> None:
-        """Drive one item (or batch) to its end; interruptible by its request's cancel.
+    async def _failed(self, lane: Lane, exc: BaseException, what: Any, stage_call: bool = False) -> None:
+        """An item (or batch) ended with ``exc``: decide whose it is.
 
-        ``first``: what ``coro`` yielded at a first step the caller already ran
-        (:func:`_first_step`; a coroutine may yield ``None``), else that step is run here.
+        ``stage_call``: ``exc`` came straight out of the stage's function (the hot path),
+        so an ``Exception`` is the stage's failure, for its ``on_error`` policy.
+        Re-raises when the lane itself must stop.
         """
-        lane.rid = rid
-        lane.interrupted = False
-        lane.blocked = False
-        try:
-            if first is _UNSTARTED:
-                first = _first_step(coro)
-                if first is _DONE:
-                    return
-            if first.__class__ is _Raised:
-                raise first.exc  # handled below, as if raised while driven
-            await _drive(coro, first, lane, self._on_block)
-        except RequestCancelled:
-            pass  # its request was cancelled; nothing is left of it here
-        except asyncio.CancelledError as exc:
+        interrupted = lane.interrupted
+        lane.end_scope()
+        fatal = False
+        if isinstance(exc, asyncio.CancelledError):
             task = asyncio.current_task()
             if task is not None and task.cancelling() > 0:
-                raise  # the lane itself is being stopped (close, shutdown)
-            if not lane.interrupted:  # stage code raised CancelledError on its own: a failure
-                for path in _paths_of(what):
-                    self.fail(StageError(self.name, path, exc))
-        except Exception as exc:  # a bug in ALTO itself: fail its request(s) loudly, go on
-            log.exception("internal error in stage %r while handling %r", self.name, what)
+                raise exc  # the lane itself is being stopped (close, shutdown)
+            if interrupted:
+                return  # its request was cancelled; nothing is left of it here
+            # else stage code raised CancelledError on its own: a failure of the stage
+        elif isinstance(exc, Exception) and stage_call:
+            lane.rid = _UNINTERRUPTIBLE
+            try:
+                await self.op.failed(what.path, exc)
+            except BaseException as inner:
+                await self._failed(lane, inner, what)
+            return
+        elif isinstance(exc, Exception):  # a bug in ALTO itself: fail its request(s) loudly, go on
+            log.error("internal error in stage %r while handling %r", self.name, what, exc_info=exc)
             self.errors.append(exc)
-            for path in _paths_of(what):
-                self.fail(StageError(self.name, path, exc))
-        except BaseException as exc:  # KeyboardInterrupt, SystemExit...: its requests fail, the lane dies
-            for path in _paths_of(what):
-                self.fail(StageError(self.name, path, exc))
-            raise
-        finally:
-            lane.rid = None
+        else:
+            fatal = True  # KeyboardInterrupt, SystemExit...: its requests fail, the lane dies
+        for path in _paths_of(what):
+            self.fail(StageError(self.name, path, exc))
+        if fatal:
+            raise exc
 
     def _lane_ended(self, lane: Lane, task: asyncio.Task[None]) -> None:
         self.lanes.discard(lane)
@@ -444,10 +437,6 @@ class ReplicaExecutor:
         self.errors.append(error)
         if not self.lanes:
             self._add_lane()
-
-
-async def _await(wait: Any) -> None:
-    await wait
 
 
 def _paths_of(what: Any) -> list[tuple[int, ...]]:
