@@ -7,6 +7,10 @@ bounded ``asyncio.Queue``s in the same process, the floor for Python):
   stages and are counted by an aggregate (10 hops per item, plus expand/aggregate).
 * ``fanout``: R requests, each a 1 -> 1,000 expand whose children are aggregated.
 
+And CPU per request of a fact-check-shaped pipeline over a zero-delay SIMULATED engine,
+ALTO against the same stages chained by hand (``benchmarks/cpu_per_request.py``; keys
+``cpu_ms_per_request_alto`` and ``cpu_ms_per_request_handwritten``).
+
 Usage::
 
     python benchmarks/overhead.py --out docs/overhead.json
@@ -23,6 +27,9 @@ import time
 from pathlib import Path
 
 import alto
+
+sys.path.insert(0, str(Path(__file__).parent))
+import cpu_per_request
 
 STAGES = 10
 
@@ -159,6 +166,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--requests", type=int, default=20, help="requests in the fan-out workload")
     ap.add_argument("--width", type=int, default=1_000, help="children per request in the fan-out")
     ap.add_argument("--repeat", type=int, default=5, help="runs per measurement (best is kept)")
+    ap.add_argument("--cpu-requests", type=int, default=400, help="requests in the CPU-per-request comparison")
     ap.add_argument("--out", type=Path, help="write the JSON results here")
     args = ap.parse_args(argv)
 
@@ -169,6 +177,8 @@ def main(argv: list[str] | None = None) -> dict:
     fan_items = args.requests * args.width
     a_fan = best(alto_fanout, args.requests, args.width, repeat=args.repeat)
     f_fan = best(floor_fanout, args.requests, args.width, repeat=args.repeat)
+
+    cpu = cpu_per_request.measure(args.cpu_requests, args.repeat)
 
     result = {
         "alto_us_per_hop": a_chain / hops * 1e6,
@@ -193,6 +203,7 @@ def main(argv: list[str] | None = None) -> dict:
             "alto_items_per_s": fan_items / a_fan,
             "ratio": a_fan / f_fan,
         },
+        **cpu,
         "python": sys.version.split()[0],
         "machine": platform.machine(),
         "repeat": args.repeat,

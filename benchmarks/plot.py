@@ -46,10 +46,21 @@ def ray_plot(data: dict, out: Path) -> None:
 
 
 def local_plot(data: dict, out: Path) -> None:
-    fig, ax = plt.subplots(figsize=(7, 2.6))
+    cpu = "cpu_ms_per_request_alto" in data
+    fig, axes = plt.subplots(1, 2 if cpu else 1, figsize=(12 if cpu else 7, 2.8), squeeze=False)
     labels = ["ALTO LocalRuntime (async stages)", "ALTO LocalRuntime (plain functions)", "asyncio.Queue floor"]
     values = [data["alto_us_per_hop"], data["chain_plain_functions"]["alto_us_per_hop"], data["floor_us_per_hop"]]
-    bars(ax, labels, values, "µs per item per hop, 10 no-op stages (lower is better)", "µs")
+    bars(axes[0][0], labels, values, "µs per item per hop, 10 no-op stages (lower is better)", "µs")
+    if cpu:
+        blocking = data["cpu_per_request"]["blocking_functions"]
+        labels = ["ALTO (async stages)", "hand-written asyncio", "ALTO (plain functions)", "hand-written + to_thread"]
+        values = [
+            data["cpu_ms_per_request_alto"],
+            data["cpu_ms_per_request_handwritten"],
+            blocking["alto_ms"],
+            blocking["handwritten_ms"],
+        ]
+        bars(axes[0][1], labels, values, "CPU per request, fact-check shape (SIMULATED LLM)", "ms")
     fig.tight_layout()
     fig.savefig(out, dpi=110)
 
