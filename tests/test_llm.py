@@ -161,3 +161,27 @@ def test_llamacpp_priority_serves_urgent_jobs_first(llama):
 def test_missing_model_file_is_a_clear_error(tmp_path):
     with pytest.raises(LLMUnavailable, match="model file not found"):
         LlamaCpp(model_path=tmp_path / "nope.gguf")
+
+
+def test_two_engines_loading_at_once_leave_stdout_working():
+    """Regression: llama-cpp-python redirects fds 1/2 to /dev/null while loading; two
+    engines loading in two threads used to leave them there (print() showed nothing)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import asyncio\n"
+        "from alto.llm import LlamaCpp\n"
+        "llm = LlamaCpp(engines=2)\n"
+        "async def main():\n"
+        "    await asyncio.gather(llm.complete('Say hi.', max_tokens=2), llm.complete('Say yo.', max_tokens=2))\n"
+        "asyncio.run(main())\n"
+        "print('STDOUT-ALIVE', flush=True)\n"
+        "import sys; print('STDERR-ALIVE', file=sys.stderr, flush=True)\n"
+        "llm.close()\n"
+    )
+    for _ in range(3):  # the race lost 4 of 4 runs before the fix
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert "STDOUT-ALIVE" in done.stdout
+        assert "STDERR-ALIVE" in done.stderr

@@ -34,6 +34,11 @@ __all__ = ["LlamaCpp", "default_model_path", "thread_budget"]
 
 _lock = threading.Lock()
 _threads_in_use = 0
+# llama-cpp-python points the process's fds 1 and 2 at /dev/null while it loads a model
+# (verbose=False) and restores them after. Two loads in two threads interleave that
+# redirect and restore and can leave stdout and stderr on /dev/null for good, so
+# loads are serialised process-wide.
+_load_lock = threading.Lock()
 
 
 def thread_budget() -> tuple[int, int]:
@@ -137,14 +142,15 @@ class LlamaCpp(LLM):
             raise LLMUnavailable(
                 "llama-cpp-python is not installed: run `make install` (it compiles llama.cpp, ~4 min)"
             ) from exc
-        return Llama(
-            model_path=str(self.model_path),
-            n_ctx=self.n_ctx,
-            n_threads=self.n_threads,
-            n_threads_batch=self.n_threads,
-            seed=self.seed,
-            verbose=False,
-        )
+        with _load_lock:
+            return Llama(
+                model_path=str(self.model_path),
+                n_ctx=self.n_ctx,
+                n_threads=self.n_threads,
+                n_threads_batch=self.n_threads,
+                seed=self.seed,
+                verbose=False,
+            )
 
     def _worker(self) -> None:
         """One engine: load the model once, then run the most urgent job, forever."""
