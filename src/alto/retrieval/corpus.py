@@ -49,6 +49,7 @@ class Document:
     title: str
     text: str
     source: str = ""
+    aliases: tuple[str, ...] = ()  # other names of the entry (FOLDOC: headwords, acronym)
 
     def snippet(self, chars: int = 300) -> str:
         text = self.text if len(self.text) <= chars else self.text[:chars].rsplit(" ", 1)[0] + " ..."
@@ -120,6 +121,11 @@ def _clean(body: str) -> str:
     return " ".join(body.split())
 
 
+# "(See below for synonyms)", "(Or "UNIX" ...)", "(After Ada Lovelace)": asides, not names
+_NOT_AN_ALIAS = re.compile(r"^(see|in|named|after|or|formerly|previously|note|not|from|but|also|e\.g)\b|[\"?]", re.I)
+_ALIAS_AFTER_TAGS = re.compile(r"^(?:\d\.\s*)?<[^>]*>\s*\(([^()]{1,60})\)")
+
+
 def load_foldoc(path: Path | None = None, *, limit: int | None = None) -> list[Document]:
     """Parse FOLDOC into documents (one per entry; aliases share one entry).
 
@@ -146,6 +152,12 @@ def load_foldoc(path: Path | None = None, *, limit: int | None = None) -> list[D
             continue
         title = names[0]
         text = _clean(body)
+        aliases = names[1:]
+        # "<messaging, protocol> (POP) A protocol...": the parenthesis names it too
+        m = _ALIAS_AFTER_TAGS.match(text)
+        for alias in m.group(1).split(", ") if m else ():
+            if alias not in names and len(alias.split()) <= 6 and not _NOT_AN_ALIAS.match(alias):
+                aliases.append(alias)
         if len(names) > 1:
             text = f"{title} ({', '.join(names[1:])}): {text}"
         doc_id = f"foldoc:{title}"
@@ -154,7 +166,7 @@ def load_foldoc(path: Path | None = None, *, limit: int | None = None) -> list[D
             doc_id = f"foldoc:{title}#{n}"
             n += 1
         ids.add(doc_id)
-        docs.append(Document(id=doc_id, title=title, text=text, source="FOLDOC"))
+        docs.append(Document(id=doc_id, title=title, text=text, source="FOLDOC", aliases=tuple(aliases)))
         if limit is not None and len(docs) >= limit:
             break
     if not docs:
