@@ -56,7 +56,7 @@ class Scripted(LLM):
 
     async def _stream(self, messages, **kw):
         last = messages[-1]["content"]
-        if "Evidence:" in last:
+        if "Entries:" in last:
             text = self.judge_text
         elif "search queries" in last:
             text = "1. mail transfer protocol\n2. mail server\n"
@@ -128,6 +128,6 @@ def test_real_model_end_to_end(llama, subset_dense, mail_subset):
     assert report["question"] == "What does SMTP do?"
     assert len(report["verdicts"]) <= 2
     for v in report["verdicts"]:
-        assert v["label"] in LABELS and v["source"] in ("llm", "evidence-score")
+        assert v["label"] in LABELS and v["source"] in ("llm", "evidence-rule")
         assert -1.0 <= v["evidence_score"] <= 1.0
         assert all(e["doc_id"] in {d.id for d in mail_subset} for e in v["evidence"])

@@ -93,7 +93,7 @@ def first_description(body: str) -> str | None:
 def reword(description: str, rng: random.Random) -> str:
     out = description
     for pattern, new in rng.sample(_SYNONYMS, len(_SYNONYMS)):
-        out, n = re.subn(pattern, new, out, count=1)
+        out = re.sub(pattern, new, out, count=1)
     return out
 
 

@@ -3,20 +3,22 @@
     question -> answer (LLM, streamed) -> claims, split as they are generated
              -> per claim: search queries (LLM, split) -> retrieval per query
              -> evidence merged per claim (aggregate)
-             -> verdict (LLM judge + evidence score) -> report (aggregate)
+             -> verdict (evidence rule on the subject's entry; LLM label beside it) -> report
 
 Each claim leaves the answer stage the moment its sentence is complete, so its queries,
 retrieval and verdict run while the model is still writing the rest of the answer.
 
-**Verdicts on the embedded model.** SmolLM2-135M follows the prompt format but, as a
-judge, answers NOT_ENOUGH_INFO to almost everything. So every verdict carries two
-signals side by side: the LLM's label (with the evidence ids it cites) and an evidence
-score (the best cosine similarity between the claim and a retrieved entry). With
-``FactCheckConfig(judge="evidence")`` (the embedded default) the evidence score decides:
-``supported`` at or above ``support_threshold``, else ``not enough info`` -- it cannot
-detect a refutation -- and the LLM's label is reported beside it. With ``judge="llm"``
-(for a larger model behind :class:`~alto.llm.OpenAICompatible`) the LLM's label decides
-when it cites valid evidence. ``verdict.source`` says which signal decided.
+**Verdicts.** Every claim's subject (the entry it is about: "SQL", "the Post Office
+Protocol") is looked up by name, and its entry is always evidence ``E1``. With
+``FactCheckConfig(judge="evidence")`` (the embedded default) the evidence rule of
+:mod:`alto.apps.grounding` decides: **supported** when the claim's description fits its
+subject's entry, **refuted** when it fits another entry better ("describes Ethernet,
+not SQL") or its numbers and names disagree with the entry, **not enough info** when the
+subject is not in the corpus. SmolLM2-135M's own label is noise (it echoes its prompt),
+so it is shown beside the verdict and does not decide. With ``judge="llm"`` (a larger
+model behind :class:`~alto.llm.OpenAICompatible`) the LLM's label decides, given the
+subject's entry first; the rule decides when the LLM's answer does not parse.
+``verdict.source`` says which did. Measured accuracy: ``docs/factcheck_eval.md``.
 
 >>> from alto.apps.factcheck import parse_verdict
 >>> parse_verdict("Verdict: REFUTED [E2]", ["E1", "E2"])
@@ -36,7 +38,9 @@ from typing import Any
 import alto
 
 from ..llm import LLM, generate_split
-from ..retrieval import Dense, Hit, Retriever
+from ..pipeline import Stream
+from ..retrieval import Dense, Document, Hit, Retriever
+from .grounding import Assessment, EvidenceRule, Subjects, content_words
 
 __all__ = [
     "DEFAULT_QUESTION",
@@ -44,6 +48,7 @@ __all__ = [
     "Evidence",
     "FactCheckConfig",
     "Verdict",
+    "build_checker",
     "build_pipeline",
     "embedded_components",
     "parse_verdict",
@@ -100,12 +105,16 @@ class Verdict:
 
     claim: str
     label: str
-    source: str  # "llm" or "evidence-score"
+    source: str  # "llm" or "evidence-rule" ("evidence-score" without a scorer)
     llm_label: str
     llm_text: str
     cited: list[str]
-    evidence_score: float
+    evidence_score: float  # how well the claim fits its subject's entry (cosine)
     evidence: list[Evidence] = field(default_factory=list)
+    subject: str | None = None  # the entry the claim is about (title), if found
+    conflict: str | None = None  # the entry a refuted claim's description belongs to
+    reason: str = ""  # "describes 'Ethernet', not 'SQL'"
+    features: dict[str, float] = field(default_factory=dict)  # the evidence rule's inputs
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -125,9 +134,9 @@ class FactCheckConfig:
     snippet_chars: int = 160  # evidence text shown to the judge (prefill is the slow part on CPU)
     support_threshold: float = 0.55
     min_claim_words: int = 4
-    # "evidence": the evidence score decides and the LLM's label is shown beside it (for
+    # "evidence": the evidence rule decides and the LLM's label is shown beside it (for
     # small embedded models whose labels are noise); "llm": the LLM's label decides
-    # when it cites valid evidence, the evidence score otherwise.
+    # when it parses, the evidence rule otherwise.
     judge: str = "evidence"
 
 
@@ -144,6 +153,7 @@ def _clean_claim(sentence: str) -> str:
 
 _EXAMPLE_CLAIM = "Python was created by Guido van Rossum."
 _EXAMPLE_QUERIES = ("Python programming language creator", "Guido van Rossum")
+_EXAMPLE_WORDS = content_words(" ".join((_EXAMPLE_CLAIM, *_EXAMPLE_QUERIES)))
 
 
 def _query_prompt(item: dict[str, Any]) -> list[dict[str, str]]:
@@ -156,22 +166,160 @@ def _query_prompt(item: dict[str, Any]) -> list[dict[str, str]]:
     ]
 
 
+def copies_example(query: str, claim: str) -> bool:
+    """True if ``query`` borrows words of the few-shot example that its claim lacks
+    (the small model writes "Fortran programming language creator" for a Fortran claim).
+
+    >>> copies_example("Fortran programming language creator", "Fortran is a language.")
+    True
+    >>> copies_example("Fortran numerical computing", "Fortran is a language.")
+    False
+    """
+    return bool((content_words(query) & _EXAMPLE_WORDS) - content_words(claim))
+
+
 def _judge_prompt(item: dict[str, Any]) -> list[dict[str, str]]:
-    evidence = "\n".join(f"[{e.id}] {e.title}: {e.snippet}" for e in item["evidence"])
+    # The subject's own entry comes first. The answer is one label word with no ids, and
+    # the examples end on different labels, so a small model has no id or label to echo.
+    evidence = "\n".join(f"- {e.title}: {e.snippet}" for e in item["evidence"])
     return [
         {
             "role": "system",
-            "content": "Label the claim SUPPORTED, REFUTED or NOT_ENOUGH_INFO by the evidence, "
-            "then cite it: SUPPORTED [E1]",
+            "content": "You check a claim against dictionary entries; the first entry is about the claim's "
+            "subject. Answer with one word: SUPPORTED if the entries say what the claim says, REFUTED "
+            "if they say something different, NOT_ENOUGH_INFO if they do not cover it.",
         },
         {
             "role": "user",
-            "content": "Evidence:\n[E1] Ethernet: a family of local area network technologies.\n"
-            "Claim: Ethernet is a kind of LAN.",
+            "content": "Entries:\n- Ethernet: a local area network first described at Xerox PARC in 1976.\n"
+            "Claim: Ethernet was invented at IBM in 1990.",
         },
-        {"role": "assistant", "content": "SUPPORTED [E1]"},
-        {"role": "user", "content": f"Evidence:\n{evidence}\nClaim: {item['claim']}"},
+        {"role": "assistant", "content": "REFUTED"},
+        {
+            "role": "user",
+            "content": "Entries:\n- Perl: a high-level programming language started by Larry Wall in 1987.\n"
+            "Claim: Larry Wall started Perl.",
+        },
+        {"role": "assistant", "content": "SUPPORTED"},
+        {"role": "user", "content": f"Entries:\n{evidence}\nClaim: {item['claim']}"},
     ]
+
+
+class _Verification:
+    """The verification stages' functions (queries, search, evidence, verdict), shared by
+    the demo's pipeline and the evaluation's (:func:`build_checker`)."""
+
+    def __init__(
+        self,
+        llm: LLM,
+        retriever: Retriever,
+        *,
+        scorer: Dense | None = None,
+        config: FactCheckConfig | None = None,
+        judge_llm: LLM | None = None,
+        subjects: Subjects | None = None,
+        rule: EvidenceRule | None = None,
+    ) -> None:
+        cfg = config or FactCheckConfig()
+        judge = judge_llm or llm
+        if cfg.judge not in ("evidence", "llm"):
+            raise ValueError(f"FactCheckConfig.judge must be 'evidence' or 'llm', got {cfg.judge!r}")
+        self.retriever, self.scorer, self.cfg, self.judge = retriever, scorer, cfg, judge
+        if scorer is not None:
+            subjects = subjects or Subjects(scorer.docs)
+            rule = rule or EvidenceRule(scorer.embed)
+        self.subjects, self.rule = subjects, rule
+        self.llm_queries = generate_split(
+            llm,
+            _query_prompt,
+            "list",
+            max_tokens=cfg.query_tokens,
+            max_parts=cfg.queries_per_claim,
+            keep=lambda q: 1 <= len(q.split()) <= 16,
+            priority=1,  # verdicts (priority 0) go first: finish claims before starting new ones
+            name="llm_queries",
+        )
+
+    def stages(self, claims: Stream) -> Stream:
+        """claims (``{"claim": ...}`` items) -> verdicts, one per claim."""
+        qs = claims.expand(self.queries, name="queries", concurrency=2)
+        hits = qs.map(self.search, name="search", concurrency=2)
+        ev = hits.aggregate(self.merge_evidence, name="evidence")
+        return ev.map(self.verdict, name="verdicts", concurrency=2)
+
+    async def queries(self, item: dict[str, Any]):
+        """The claim itself, then the LLM's queries (deduplicated, none copied from the prompt)."""
+        yield {"claim": item["claim"], "query": item["claim"]}
+        seen = {item["claim"].lower()}
+        async for q in self.llm_queries(item):
+            q = q.strip().strip('"')
+            if copies_example(q, item["claim"]):
+                continue
+            if q.lower() not in seen:
+                seen.add(q.lower())
+                yield {"claim": item["claim"], "query": q}
+
+    def search(self, item: dict[str, Any]) -> list[Hit]:
+        return self.retriever.search(item["query"], self.cfg.hits_per_query)
+
+    def merge_evidence(self, claim_item: dict[str, Any], hit_lists: list[list[Hit]]) -> dict[str, Any]:
+        """Fuse the hits of all queries of a claim (reciprocal rank), keep the best few,
+        put the subject's own entry first, and assess the claim against them."""
+        cfg = self.cfg
+        fused: dict[str, float] = {}
+        docs: dict[str, Document] = {}
+        for hits in hit_lists:
+            for h in hits:
+                fused[h.doc.id] = fused.get(h.doc.id, 0.0) + 1.0 / (60 + h.rank)
+                docs[h.doc.id] = h.doc
+        ranked = [docs[i] for i, _ in sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))]
+        claim = claim_item["claim"]
+        assessment: Assessment | None = None
+        if self.rule is not None and self.subjects is not None:
+            assessment = self.rule.assess(claim, self.subjects.find(claim), ranked)
+        chosen: list[Document] = []
+        if assessment is not None:
+            chosen += [d for d in (assessment.subject, assessment.conflict) if d is not None]
+        chosen += [d for d in ranked if d not in chosen]
+        chosen = chosen[: cfg.evidence_per_claim + (assessment is not None and assessment.subject is not None)]
+        evidence = []
+        for n, doc in enumerate(chosen, 1):
+            snippet = doc.snippet(cfg.snippet_chars)
+            sim = self.scorer.similarity(claim, f"{doc.title}. {snippet}") if self.scorer is not None else 0.0
+            evidence.append(Evidence(f"E{n}", doc.id, doc.title, snippet, fused.get(doc.id, 0.0), sim))
+        return {"claim": claim, "evidence": evidence, "assessment": assessment}
+
+    async def verdict(self, item: dict[str, Any]) -> Verdict:
+        cfg = self.cfg
+        evidence: list[Evidence] = item["evidence"]
+        ids = [e.id for e in evidence]
+        text = ""
+        if evidence:
+            text = await self.judge.complete(_judge_prompt(item), max_tokens=cfg.verdict_tokens)
+        llm_label, cited, parsed = parse_verdict(text, ids)
+        if not parsed:
+            log.info("unparseable verdict for %r: %r", item["claim"], text)
+        a: Assessment | None = item.get("assessment")
+        if a is None:  # no scorer: topicality only, it cannot refute
+            score = max((e.similarity for e in evidence), default=0.0)
+            rule_label = "supported" if score >= cfg.support_threshold else "not enough info"
+            source, subject, conflict, reason, feats = "evidence-score", None, None, "", {}
+        else:
+            score = a.features.get("s_subj", 0.0)
+            rule_label, source, reason, feats = a.label, "evidence-rule", a.reason, a.features
+            subject = a.subject.title if a.subject else None
+            conflict = a.conflict.title if a.conflict else None
+        by_id = {e.doc_id: e.id for e in evidence}
+        if cfg.judge == "llm" and parsed and llm_label in ("supported", "refuted"):
+            label, source = llm_label, "llm"
+            cited = cited or ids[:1]
+        else:
+            label = rule_label
+            cited = [by_id[d.id] for d in (a.subject, a.conflict) if d is not None and d.id in by_id] if a else cited
+        return Verdict(
+            item["claim"], label, source, llm_label, text.strip(), cited, score, list(evidence),
+            subject, conflict, reason, dict(feats),
+        )  # fmt: skip
 
 
 def build_pipeline(
@@ -181,19 +329,19 @@ def build_pipeline(
     scorer: Dense | None = None,
     config: FactCheckConfig | None = None,
     judge_llm: LLM | None = None,
+    subjects: Subjects | None = None,
+    rule: EvidenceRule | None = None,
     name: str = "factcheck",
 ) -> alto.Pipeline:
     """The fact-check pipeline. Outputs: ``claims`` and ``verdicts`` (depth 1, for
     streaming displays) and ``report`` (depth 0: the result of ``alto.run``).
 
-    ``scorer`` (a :class:`~alto.retrieval.Dense`) supplies evidence similarity;
-    ``judge_llm`` defaults to ``llm``.
+    ``scorer`` (a :class:`~alto.retrieval.Dense`) supplies similarity and the evidence
+    rule (subjects are looked up among its documents); without it verdicts can only say
+    supported / not enough info. ``judge_llm`` defaults to ``llm``.
     """
     cfg = config or FactCheckConfig()
-    if cfg.judge not in ("evidence", "llm"):
-        raise ValueError(f"FactCheckConfig.judge must be 'evidence' or 'llm', got {cfg.judge!r}")
-    judge = judge_llm or llm
-
+    check = _Verification(llm, retriever, scorer=scorer, config=cfg, judge_llm=judge_llm, subjects=subjects, rule=rule)
     answer_claims = generate_split(
         llm,
         "{input}",
@@ -208,66 +356,6 @@ def build_pipeline(
         transform=lambda sentence, question: {"question": question, "claim": _clean_claim(sentence)},
         name="answer",
     )
-    llm_queries = generate_split(
-        llm,
-        _query_prompt,
-        "list",
-        max_tokens=cfg.query_tokens,
-        max_parts=cfg.queries_per_claim,
-        keep=lambda q: 1 <= len(q.split()) <= 16,
-        priority=1,  # verdicts (priority 0) go first: finish claims before starting new ones
-        name="llm_queries",
-    )
-
-    async def queries(item: dict[str, Any]):
-        """The claim itself, then the LLM's queries (deduplicated)."""
-        yield {"claim": item["claim"], "query": item["claim"]}
-        seen = {item["claim"].lower()}
-        async for q in llm_queries(item):
-            q = q.strip().strip('"')
-            if q in _EXAMPLE_QUERIES:  # the small model sometimes copies the few-shot example
-                continue
-            if q.lower() not in seen:
-                seen.add(q.lower())
-                yield {"claim": item["claim"], "query": q}
-
-    def search(item: dict[str, Any]) -> list[Hit]:
-        return retriever.search(item["query"], cfg.hits_per_query)
-
-    def merge_evidence(claim_item: dict[str, Any], hit_lists: list[list[Hit]]) -> dict[str, Any]:
-        """Fuse the hits of all queries of a claim (reciprocal rank), keep the best few."""
-        fused: dict[str, float] = {}
-        docs = {}
-        for hits in hit_lists:
-            for h in hits:
-                fused[h.doc.id] = fused.get(h.doc.id, 0.0) + 1.0 / (60 + h.rank)
-                docs[h.doc.id] = h.doc
-        best = sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))[: cfg.evidence_per_claim]
-        claim = claim_item["claim"]
-        evidence = []
-        for n, (doc_id, score) in enumerate(best, 1):
-            doc = docs[doc_id]
-            snippet = doc.snippet(cfg.snippet_chars)
-            sim = scorer.similarity(claim, f"{doc.title}. {snippet}") if scorer is not None else 0.0
-            evidence.append(Evidence(f"E{n}", doc_id, doc.title, snippet, score, sim))
-        return {"claim": claim, "evidence": evidence}
-
-    async def verdict(item: dict[str, Any]) -> Verdict:
-        ids = [e.id for e in item["evidence"]]
-        text = ""
-        if item["evidence"]:
-            text = await judge.complete(_judge_prompt(item), max_tokens=cfg.verdict_tokens)
-        llm_label, cited, parsed = parse_verdict(text, ids)
-        if not parsed:
-            log.info("unparseable verdict for %r: %r", item["claim"], text)
-        score = max((e.similarity for e in item["evidence"]), default=0.0)
-        if cfg.judge == "llm" and llm_label in ("supported", "refuted") and cited:
-            label, source = llm_label, "llm"
-        elif score >= cfg.support_threshold:
-            label, source = "supported", "evidence-score"
-        else:
-            label, source = "not enough info", "evidence-score"
-        return Verdict(item["claim"], label, source, llm_label, text.strip(), cited, score, list(item["evidence"]))
 
     def report(question: str, verdicts: list[Verdict]) -> dict[str, Any]:
         counts = {label: sum(v.label == label for v in verdicts) for label in LABELS}
@@ -284,19 +372,43 @@ def build_pipeline(
 
     p = alto.Pipeline(name)
     claims = p.input().expand(answer_claims, name="claims")
-    qs = claims.expand(queries, name="queries", concurrency=2)
-    hits = qs.map(search, name="search", concurrency=2)
-    ev = hits.aggregate(merge_evidence, name="evidence")
-    verdicts = ev.map(verdict, name="verdicts", concurrency=2)
+    verdicts = check.stages(claims)
     p.output(claims)
     p.output(verdicts)
     p.output(verdicts.aggregate(report, name="report"))
     return p
 
 
-def embedded_components(*, corpus: Any = None) -> tuple[LLM, Retriever, Dense]:
+def build_checker(
+    llm: LLM,
+    retriever: Retriever,
+    *,
+    scorer: Dense | None = None,
+    config: FactCheckConfig | None = None,
+    judge_llm: LLM | None = None,
+    subjects: Subjects | None = None,
+    rule: EvidenceRule | None = None,
+    name: str = "factcheck_claims",
+) -> alto.Pipeline:
+    """The verification half of :func:`build_pipeline` on its own: one claim (a string)
+    in, its :class:`Verdict` out -- the same stages the demo runs on each claim (used by
+    ``alto eval factcheck``)."""
+    check = _Verification(
+        llm, retriever, scorer=scorer, config=config, judge_llm=judge_llm, subjects=subjects, rule=rule
+    )
+    p = alto.Pipeline(name)
+
+    def as_claim(text: str) -> dict[str, Any]:
+        return {"question": "", "claim": " ".join(str(text).split())}
+
+    p.output(check.stages(p.input().map(as_claim, name="claim")))
+    return p
+
+
+def embedded_components(*, corpus: Any = None, llm: LLM | None = None) -> tuple[LLM, Retriever, Dense]:
     """The embedded default: SmolLM2 in llama.cpp, hybrid BM25 + MiniLM over FOLDOC.
 
+    ``corpus``: documents to check against instead of FOLDOC; ``llm``: another backend.
     Indexes are built on first use (with progress bars) and cached on disk.
     """
     from ..llm import LlamaCpp
@@ -305,4 +417,4 @@ def embedded_components(*, corpus: Any = None) -> tuple[LLM, Retriever, Dense]:
     docs = corpus if corpus is not None else load_foldoc()
     dense = Dense(docs)
     retriever = Hybrid([BM25(docs), dense])
-    return LlamaCpp(), retriever, dense
+    return llm if llm is not None else LlamaCpp(), retriever, dense

@@ -44,248 +44,29 @@ __all__ = ["FEATURES", "Assessment", "EvidenceRule", "Subject", "Subjects", "con
 _TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9+#]*(?:[./'][A-Za-z0-9+#]+)*")
 
 # Words that are FOLDOC headwords (country codes, jargon) but never a claim's subject.
-_STOP = frozenset(
-    [
-        "a",
-        "an",
-        "the",
-        "is",
-        "are",
-        "was",
-        "were",
-        "be",
-        "been",
-        "being",
-        "it",
-        "its",
-        "this",
-        "that",
-        "these",
-        "those",
-        "there",
-        "here",
-        "and",
-        "or",
-        "but",
-        "not",
-        "no",
-        "nor",
-        "of",
-        "to",
-        "in",
-        "on",
-        "at",
-        "by",
-        "for",
-        "from",
-        "with",
-        "as",
-        "into",
-        "onto",
-        "over",
-        "under",
-        "than",
-        "then",
-        "so",
-        "such",
-        "can",
-        "could",
-        "may",
-        "might",
-        "must",
-        "shall",
-        "should",
-        "will",
-        "would",
-        "do",
-        "does",
-        "did",
-        "done",
-        "has",
-        "have",
-        "had",
-        "having",
-        "which",
-        "who",
-        "whom",
-        "whose",
-        "what",
-        "when",
-        "where",
-        "why",
-        "how",
-        "all",
-        "any",
-        "each",
-        "every",
-        "some",
-        "many",
-        "much",
-        "more",
-        "most",
-        "other",
-        "another",
-        "one",
-        "two",
-        "three",
-        "first",
-        "second",
-        "new",
-        "old",
-        "also",
-        "only",
-        "very",
-        "just",
-        "about",
-        "after",
-        "before",
-        "between",
-        "both",
-        "during",
-        "each",
-        "few",
-        "if",
-        "while",
-        "because",
-        "since",
-        "until",
-        "up",
-        "down",
-        "out",
-        "off",
-        "again",
-        "once",
-        "use",
-        "used",
-        "uses",
-        "using",
-        "via",
-        "per",
-        "i",
-        "we",
-        "you",
-        "he",
-        "she",
-        "they",
-        "them",
-        "us",
-        "our",
-        "your",
-        "his",
-        "her",
-        "their",
-        "my",
-        "me",
-        "example",
-        "examples",
-        "way",
-        "ways",
-        "thing",
-        "things",
-        "part",
-        "kind",
-        "type",
-        "form",
-        "used",
-        "make",
-        "made",
-        "called",
-        "known",
-        "often",
-        "usually",
-        "typically",
-        "generally",
-        "commonly",
-        "mainly",
-        "mostly",
-        "several",
-        "various",
-    ]
-)
-_VERBS = frozenset(
-    [
-        "is",
-        "are",
-        "was",
-        "were",
-        "has",
-        "have",
-        "had",
-        "allows",
-        "allow",
-        "lets",
-        "let",
-        "enables",
-        "enable",
-        "uses",
-        "use",
-        "provides",
-        "provide",
-        "can",
-        "could",
-        "will",
-        "would",
-        "may",
-        "might",
-        "does",
-        "do",
-        "sends",
-        "send",
-        "receives",
-        "receive",
-        "runs",
-        "run",
-        "stores",
-        "store",
-        "defines",
-        "define",
-        "describes",
-        "describe",
-        "means",
-        "mean",
-        "refers",
-        "refer",
-        "stands",
-        "stand",
-        "became",
-        "become",
-        "works",
-        "work",
-        "supports",
-        "support",
-        "handles",
-        "handle",
-        "transfers",
-        "transfer",
-        "includes",
-        "include",
-        "consists",
-        "consist",
-        "contains",
-        "contain",
-        "operates",
-        "operate",
-        "acts",
-        "act",
-        "serves",
-        "serve",
-        "gives",
-        "give",
-        "makes",
-        "make",
-        "takes",
-        "take",
-        "creates",
-        "create",
-        "developed",
-        "designed",
-        "invented",
-        "created",
-        "written",
-        "introduced",
-        "released",
-    ]
-)
+_STOP_WORDS = """
+    a an the is are was were be been being it its this that these those there here
+    and or but not no nor of to in on at by for from with as into onto over under
+    than then so such can could may might must shall should will would do does did
+    done has have had having which who whom whose what when where why how all any
+    each every some many much more most other another one two three first second new
+    old also only very just about after before between both during each few if while
+    because since until up down out off again once use used uses using via per i we
+    you he she they them us our your his her their my me example examples way ways
+    thing things part kind type form used make made called known often usually
+    typically generally commonly mainly mostly several various
+"""
+_STOP = frozenset(_STOP_WORDS.split())
+_VERBS_WORDS = """
+    is are was were has have had allows allow lets let enables enable uses use
+    provides provide can could will would may might does do sends send receives
+    receive runs run stores store defines define describes describe means mean
+    refers refer stands stand became become works work supports support handles
+    handle transfers transfer includes include consists consist contains contain
+    operates operate acts act serves serve gives give makes make takes take creates
+    create developed designed invented created written introduced released
+"""
+_VERBS = frozenset(_VERBS_WORDS.split())
 _NEGATION = re.compile(r"\b(not|never|no longer|cannot|can't|isn't|aren't|wasn't|doesn't|don't|neither|nor)\b", re.I)
 _NUMBER = re.compile(r"\b\d+(?:\.\d+)?\b")
 _TAGS = re.compile(r"<[^>]*>")
@@ -296,9 +77,10 @@ def _tokens(text: str) -> list[re.Match[str]]:
 
 
 _VARIANTS = {"email": "e mail", "emails": "e mail", "e-mails": "e mail"}
-_PRONOUNS = frozenset(
-    ["it", "its", "they", "them", "this", "these", "that", "those", "he", "she", "we", "you", "which"]
-)
+_PRONOUNS_WORDS = """
+    it its they them this these that those he she we you which
+"""
+_PRONOUNS = frozenset(_PRONOUNS_WORDS.split())
 
 
 def _key(name: str) -> str:
@@ -349,6 +131,8 @@ class Subjects:
         unknown proper name ("Kubernetes is ...") or a pronoun ("It is ...") has none.
         """
         toks = _tokens(claim)
+        if toks and toks[0].group(0).lower() in _PRONOUNS:
+            return None  # "It is ...": the subject is in another sentence
         verb = next((i for i, m in enumerate(toks) if i > 0 and m.group(0).lower() in _VERBS), min(len(toks), 6))
         found: list[tuple[tuple[int, ...], int, Subject]] = []
         for i in range(len(toks)):
@@ -365,7 +149,7 @@ class Subjects:
                 docs = self._matching(written, entries, sentence_start=i == 0)
                 if docs:
                     name = int(any(c.isupper() for c in written) and not (i == 0 and written[1:].islower()))
-                    rank = (name, j - i, len(written), -i)
+                    rank = (name, j - i, -i)
                     found.append((rank, j, Subject(written, start, end, docs)))
                     break  # the longest name starting here
         first = toks[0].group(0) if toks else ""
@@ -393,6 +177,8 @@ class Subjects:
         if single and len(written) <= 4 and not (sentence_start and written[:1].isupper()):
             # "it" is not "IT", "pop" is not "POP": short names must match their case
             return ()
+        if written.islower() and all(name.isupper() for name, _ in entries):
+            return ()  # "converts" is not the acronym CONVERT
         return tuple(dict.fromkeys(d for _, d in entries))
 
 
@@ -423,6 +209,7 @@ FEATURES = (
     "lex_subj",  # share of the predicate's key words found in the subject's entry
     "lex_other",  # the same, best other entry
     "num_missing",  # numbers in the claim absent from the subject's entry (entry has numbers)
+    "num_found",  # numbers in the claim that the subject's entry states
     "names_missing",  # share of capitalised names in the predicate absent from the entry
     "negated",  # the claim says "not", "never", ...
 )
@@ -467,8 +254,19 @@ class EvidenceRule:
         scored = [(float((self._passage_vectors(d) @ pv).max()), d) for d in subject.candidates]
         s_subj, entry = max(scored, key=lambda t: t[0])
         names = {_key(n) for n in (entry.title, *entry.aliases)}
-        others = [d for d in evidence if d.id != entry.id and _key(d.title) not in names]
-        s_other, other = max(((float((self._passage_vectors(d) @ pv).max()), d) for d in others), default=(0.0, None))
+        # Entries the claim names ("designed by David Turner", "a kind of data structure")
+        # are what it relates its subject to, not rivals for its description.
+        said = f" {_key(pred)} "
+        others = [
+            d
+            for d in evidence
+            if d.id != entry.id
+            and _key(d.title) not in names
+            and not any(f" {k} " in said for k in map(_key, (d.title, *d.aliases)) if k)
+        ]
+        s_other, other = max(
+            ((float((self._passage_vectors(d) @ pv).max()), d) for d in others), key=lambda t: t[0], default=(0.0, None)
+        )
         words = content_words(pred) - content_words(subject.name)
         entry_words = content_words(entry.text)
         lex_subj = len(words & entry_words) / len(words) if words else 0.0
@@ -476,6 +274,7 @@ class EvidenceRule:
         claim_numbers = set(_NUMBER.findall(pred))
         entry_numbers = set(_NUMBER.findall(entry.text))
         num_missing = float(len(claim_numbers - entry_numbers)) if entry_numbers else 0.0
+        num_found = float(len(claim_numbers & entry_numbers))
         caps = {
             m.group(0)
             for i, m in enumerate(_tokens(pred))
@@ -489,6 +288,7 @@ class EvidenceRule:
             "lex_subj": lex_subj,
             "lex_other": lex_other,
             "num_missing": min(num_missing, 2.0),
+            "num_found": min(num_found, 2.0),
             "names_missing": names_missing,
             "negated": float(bool(_NEGATION.search(claim))),
         }

@@ -185,8 +185,8 @@ def load_texts(texts: Mapping[str, str]) -> list[Document]:
 def load_files(paths: Iterable[str | Path]) -> list[Document]:
     """Documents from ``.txt`` / ``.md`` files (one per paragraph block) and ``.jsonl``.
 
-    A ``.jsonl`` line is ``{"id": ..., "title": ..., "text": ...}`` (``title`` and
-    ``id`` optional). Folders are searched recursively. A malformed JSON line is an
+    A ``.jsonl`` line is ``{"id": ..., "title": ..., "text": ..., "aliases": [...]}``
+    (all but ``text`` optional). Folders are searched recursively. A malformed JSON line is an
     error that names the file and line.
     """
     files: list[Path] = []
@@ -209,9 +209,9 @@ def load_files(paths: Iterable[str | Path]) -> list[Document]:
                 except (ValueError, KeyError, TypeError) as exc:
                     raise CorpusError(f'{f}:{n}: expected {{"text": ...}} JSON ({exc})') from exc
                 doc_id = str(rec.get("id", f"{f.name}:{n}"))
-                docs.append(
-                    Document(id=doc_id, title=str(rec.get("title", doc_id)), text=" ".join(text.split()), source=str(f))
-                )
+                aliases = tuple(str(a) for a in rec.get("aliases", ()))
+                title = str(rec.get("title", doc_id))
+                docs.append(Document(doc_id, title, " ".join(text.split()), source=str(f), aliases=aliases))
         else:
             blocks = [b for b in re.split(r"\n\s*\n", f.read_text(encoding="utf-8")) if b.strip()]
             for n, block in enumerate(blocks):
