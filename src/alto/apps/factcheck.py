@@ -33,7 +33,7 @@ import logging
 import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import alto
 
@@ -45,6 +45,7 @@ from .grounding import Assessment, EvidenceRule, Subjects, content_words
 __all__ = [
     "DEFAULT_QUESTION",
     "LABELS",
+    "CheckOptions",
     "Evidence",
     "FactCheckConfig",
     "Verdict",
@@ -322,26 +323,31 @@ class _Verification:
         )  # fmt: skip
 
 
-def build_pipeline(
-    llm: LLM,
-    retriever: Retriever,
-    *,
-    scorer: Dense | None = None,
-    config: FactCheckConfig | None = None,
-    judge_llm: LLM | None = None,
-    subjects: Subjects | None = None,
-    rule: EvidenceRule | None = None,
-    name: str = "factcheck",
-) -> alto.Pipeline:
-    """The fact-check pipeline. Outputs: ``claims`` and ``verdicts`` (depth 1, for
-    streaming displays) and ``report`` (depth 0: the result of ``alto.run``).
+class CheckOptions(TypedDict, total=False):
+    """Options of the verification stages (:func:`build_pipeline`, :func:`build_checker`).
 
     ``scorer`` (a :class:`~alto.retrieval.Dense`) supplies similarity and the evidence
     rule (subjects are looked up among its documents); without it verdicts can only say
-    supported / not enough info. ``judge_llm`` defaults to ``llm``.
+    supported / not enough info. ``judge_llm`` defaults to the pipeline's LLM;
+    ``subjects`` and ``rule`` replace the defaults built from ``scorer``.
     """
-    cfg = config or FactCheckConfig()
-    check = _Verification(llm, retriever, scorer=scorer, config=cfg, judge_llm=judge_llm, subjects=subjects, rule=rule)
+
+    scorer: Dense | None
+    config: FactCheckConfig | None
+    judge_llm: LLM | None
+    subjects: Subjects | None
+    rule: EvidenceRule | None
+
+
+def build_pipeline(
+    llm: LLM, retriever: Retriever, *, name: str = "factcheck", **options: Unpack[CheckOptions]
+) -> alto.Pipeline:
+    """The fact-check pipeline. Outputs: ``claims`` and ``verdicts`` (depth 1, for
+    streaming displays) and ``report`` (depth 0: the result of ``alto.run``).
+    Options: :class:`CheckOptions`.
+    """
+    cfg = options.get("config") or FactCheckConfig()
+    check = _Verification(llm, retriever, **{**options, "config": cfg})
     answer_claims = generate_split(
         llm,
         "{input}",
@@ -380,22 +386,12 @@ def build_pipeline(
 
 
 def build_checker(
-    llm: LLM,
-    retriever: Retriever,
-    *,
-    scorer: Dense | None = None,
-    config: FactCheckConfig | None = None,
-    judge_llm: LLM | None = None,
-    subjects: Subjects | None = None,
-    rule: EvidenceRule | None = None,
-    name: str = "factcheck_claims",
+    llm: LLM, retriever: Retriever, *, name: str = "factcheck_claims", **options: Unpack[CheckOptions]
 ) -> alto.Pipeline:
     """The verification half of :func:`build_pipeline` on its own: one claim (a string)
     in, its :class:`Verdict` out -- the same stages the demo runs on each claim (used by
-    ``alto eval factcheck``)."""
-    check = _Verification(
-        llm, retriever, scorer=scorer, config=config, judge_llm=judge_llm, subjects=subjects, rule=rule
-    )
+    ``alto eval factcheck``). Options: :class:`CheckOptions`."""
+    check = _Verification(llm, retriever, **options)
     p = alto.Pipeline(name)
 
     def as_claim(text: str) -> dict[str, Any]:

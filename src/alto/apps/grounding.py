@@ -254,9 +254,9 @@ class EvidenceRule:
         scored = [(float((self._passage_vectors(d) @ pv).max()), d) for d in subject.candidates]
         s_subj, entry = max(scored, key=lambda t: t[0])
         names = {_key(n) for n in (entry.title, *entry.aliases)}
-        # Entries the claim names ("designed by David Turner", "a kind of data structure")
-        # are what it relates its subject to, not rivals for its description.
-        said = f" {_key(pred)} "
+        # Entries the claim names ("designed by David Turner", "a kind of data structure",
+        # "(POP3)") are what it relates its subject to, not rivals for its description.
+        said = f" {_key(claim[: subject.start] + ' ' + claim[subject.end :])} "
         others = [
             d
             for d in evidence
