@@ -272,6 +272,32 @@ def test_current_gives_request_and_path_in_every_kind_of_stage(runtime):
         alto.current()
 
 
+def test_current_is_right_for_concurrent_items_and_the_tasks_they_start():
+    """Many items in flight in one replica (lanes interleave at every await), each
+    checking alto.current() before and after waits, and in tasks it gathers."""
+    import random
+
+    async def check(x):
+        rng = random.Random(x)
+        here = alto.current().path
+        await asyncio.sleep(rng.random() / 200)
+
+        async def child():
+            await asyncio.sleep(rng.random() / 200)
+            return alto.current().path
+
+        seen = await asyncio.gather(child(), child())
+        await asyncio.sleep(0)
+        return [here, *seen, alto.current().path]
+
+    p = alto.Pipeline("many")
+    p.output(p.input().expand(range).map(check, concurrency=16).aggregate(lambda n, xs: xs))
+    [paths] = alto.run(p, [40])
+    assert len(paths) == 40
+    for i, seen in enumerate(paths):
+        assert {tuple(s[1:]) for s in seen} == {(i,)}, (i, seen)
+
+
 def test_explicit_start_and_aclose_and_one_state_machine():
     p = alto.Pipeline("life")
     p.output(p.input().map(str.upper))

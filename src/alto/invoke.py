@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import Callable, Container, Iterable
 from typing import Any
 
-from .context import set_current, set_path, set_stage
+from .context import set_current
 
 __all__ = [
     "SKIPPED",
@@ -86,13 +86,12 @@ def run_sync_batch(
     append = out.append
     start = time.perf_counter()
     clock = time.perf_counter
-    set_stage(stage)
     for item in items:
         path = item.path
         if path[0] in cancelled:
             append((True, _SKIPPED))
             continue
-        set_path(path)
+        set_current(stage, path)
         try:
             append((True, fn(item.value) if not retries else call_with_retries(fn, (item.value,), retries)))
         except Exception as exc:

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypedDict
 
 from ..ancestry import Item, Message
-from ..context import set_path, set_stage
+from ..context import lane_cell
 from ..errors import StageError
 from ..operators import Operator, Right, make_operator
 from ..pipeline import Pipeline, StageSpec
@@ -306,7 +306,7 @@ class ReplicaExecutor:
         op = self.op
         ended = self.cancelled
         above = ended.above  # Ended, inlined: this check runs for every item
-        set_stage(self.name)  # this lane's own context: alto.current() inside stage code
+        cell = lane_cell(self.name)  # this lane's own context: alto.current() inside stage code
         fast = op.fast_fn  # an async map function: called here directly (the hot path)
         quick = op.quick
         batched = op.batched  # all three are fixed by setup(), which ran before any lane
@@ -347,7 +347,7 @@ class ReplicaExecutor:
                     continue
                 if quick is not None and quick(msg):
                     continue
-                set_path(path)
+                cell.path = path
                 lane.rid = rid
                 if fast is None:
                     try:
