@@ -63,36 +63,97 @@ def test_stable_hash_is_process_independent():
     assert outs == {str(stable_hash((1, 2, 3)))}
 
 
-def test_prompt_aware_balances_tokens_and_keeps_prefix_affinity():
-    r = PromptAware(slack=1e9)
-    queued = [0, 0]  # what each replica reports: nothing completes until we say so
-
-    def send(key, prompt):
-        i = r.choose(key, prompt, 2, queued.__getitem__)
-        queued[i] += 1
-        return i
-
-    long_prompt, short = "x" * 4000, "y"
-    first = send((0,), long_prompt)
-    # the long prompt's replica is busier in tokens: short prompts go elsewhere
-    assert send((1,), short) != first
-    assert send((2,), short) != first
-    # same prefix returns to the same replica while within slack
-    assert send((3,), long_prompt + " more") == first
-    r.completed(first, long_prompt, output_tokens=10)
-    assert r.output_estimate < 128
+def _kinds(value):
+    return value.split(":", 1)[0]
 
 
-def test_prompt_aware_learns_when_work_completes():
-    r = PromptAware(slack=0)
-    queued = [0, 0]
-    for k in range(3):  # three long prompts pile up on one replica
-        i = r.choose((k,), "z" * 4000 + str(k), 2, queued.__getitem__)
-        queued[i] += 1
-    busy = max(range(2), key=queued.__getitem__)
-    assert r.choose((9,), "q", 2, queued.__getitem__) != busy
-    queued[busy] = 0  # its load report says it finished everything
-    assert r.choose((10,), "w", 2, lambda i: 0 if i == busy else 5) == busy
+def test_prompt_aware_affinity_holds_under_the_threshold_and_spills_above_it():
+    r = PromptAware(prompt=str, prefix_chars=8, spill=5.0, output_hint=100)
+    shared = "SYSTEM: question {}"
+    home = r.choose((0,), shared.format(0), 4, lambda i: 0)
+    # same prefix, home within 5 mean items of the least loaded replica: it stays home
+    picks = {r.choose((k,), shared.format(k), 4, lambda i: 0) for k in range(1, 5)}
+    assert picks == {home} and r.spilled == 0
+    # keep sending the shared prefix: once home's estimate is more than 5 mean items
+    # above the least loaded replica, items spill there
+    spilled = [r.choose((k,), shared.format(k), 4, lambda i: 0) for k in range(4, 20)]
+    assert r.spilled > 0 and set(spilled) - {home}
+    # every sender agrees on the preferred replica (rendezvous on the prefix hash)
+    other = PromptAware(prompt=str, prefix_chars=8)
+    assert other.choose((99,), shared.format(99), 4, lambda i: 0) == home
+
+
+def test_prompt_aware_sends_to_the_replica_with_fewer_outstanding_tokens():
+    r = PromptAware(prompt=str, kind=_kinds, prefix_chars=4, spill=0.0)
+    for _ in range(20):  # learn: "long" items produce 1000 tokens, "short" ones 10
+        r.estimator.observe("llm:long", 1000)
+        r.estimator.observe("llm:short", 10)
+    a = r.choose((1,), "long: write an essay", 2, lambda i: 0)
+    # short items keep going to the other replica while the long one is outstanding
+    others = [r.choose((k,), f"short: {k}", 2, lambda i: 0) for k in range(2, 12)]
+    assert set(others) == {1 - a}
+    r.completed(a, (1,), output_tokens=1000)  # the long one finished: a is free again
+    assert r.choose((20,), "short: x", 2, lambda i: 0) == a
+
+
+def test_prompt_aware_estimates_converge_on_a_stationary_workload():
+    import random
+
+    rng = random.Random(3)
+    r = PromptAware(prompt=str, kind=_kinds, output_hint=5)
+    for k in range(3000):
+        kind = rng.choice(["answer", "list"])
+        i = r.choose((k,), f"{kind}: {k}", 4, lambda i: 0)
+        median = {"answer": 400, "list": 60}[kind]
+        r.completed(i, (k,), output_tokens=round(rng.lognormvariate(0, 0.3) * median))
+    mean = {"answer": 400 * 1.046, "list": 60 * 1.046}  # lognormal mean = median * e^(s^2/2)
+    for kind, want in mean.items():
+        got = r.estimator.predict(f"llm:{kind}")
+        assert abs(got - want) / want < 0.25, (kind, got, want)
+        assert r.estimator.high(f"llm:{kind}") > got  # the 0.9 quantile lies above the mean
+    assert all(not keys for keys in r._mine.values())  # nothing believed outstanding
+
+
+def test_prompt_aware_starves_no_replica():
+    import collections
+
+    r = PromptAware(prompt=str, prefix_chars=1)  # one shared prefix for everything
+    queued = [0, 0, 0, 0]
+    counts = collections.Counter()
+    done: list = []
+    for k in range(400):
+        i = r.choose((k,), f"x {k}", 4, queued.__getitem__)
+        counts[i] += 1
+        done.append((i, (k,)))
+        if len(done) > 8:  # items finish in order, 8 in flight
+            j, key = done.pop(0)
+            r.completed(j, key, output_tokens=100)
+    assert set(counts) == {0, 1, 2, 3}, counts
+    assert min(counts.values()) > 30
+
+
+def test_llm_stages_default_to_prompt_aware_and_learn_from_finished_items():
+    """A generate() stage with 3 replicas: prompt-aware by default; each replica's
+    reports of finished items (with real token counts) reach the senders' routers."""
+    from alto.llm import Simulated, generate
+
+    llm = Simulated(time_scale=0, seed=2)
+    p = alto.Pipeline("llm")
+    p.output(p.input().map(generate(llm, "Describe {input}", max_tokens=30), replicas=3, name="gen"))
+
+    async def main():
+        async with alto.LocalRuntime(p) as rt:
+            out = await rt.map([f"topic {i}" for i in range(30)])
+            routers = rt._inject.routers
+            return out, routers
+
+    out, routers = asyncio.run(main())
+    assert len(out) == 30
+    assert routers and all(isinstance(r, PromptAware) for r in routers)
+    assert sum(sum(r.estimator.observed.values()) for r in routers) == 30  # every item reported
+    assert all(not keys for r in routers for keys in r._mine.values())  # none left outstanding
+    observed = {k: r.estimator.predict(k) for r in routers for k in r.estimator.observed}
+    assert all(0 < v <= 30 for v in observed.values())  # learnt from real output counts
 
 
 def test_make_router_defaults():
@@ -152,3 +213,38 @@ def test_stateless_routers_in_pipeline(router, runtime):
     p = alto.Pipeline("p")
     p.output(p.input().expand(range).map(lambda x: -x, replicas=3, router=router).aggregate(lambda n, xs: xs))
     assert alto.run(p, [5], runtime=runtime) == [[0, -1, -2, -3, -4]]
+
+
+def test_finished_items_reach_the_senders_prompt_aware_router(make_runtime, runtime):
+    """On both runtimes: an LLM stage's replicas report every finished item (with its
+    output tokens) to the router of the replica that sent it -- on Ray, on the acks."""
+    from alto.llm import Simulated, generate
+    from alto.runtime.replica import router_state
+
+    llm = Simulated(time_scale=0, seed=5)
+
+    async def relay(x):
+        return x
+
+    p = alto.Pipeline("llm_reports")
+    sent = p.input().map(relay, name="relay")
+    p.output(sent.map(generate(llm, "Describe {input}", max_tokens=20), replicas=2, name="gen"))
+
+    async def main():
+        async with make_runtime(p) as rt:
+            out = await rt.map([f"topic {i}" for i in range(24)])
+            if runtime == "local":
+                states = router_state(rt.replicas["relay"][0].emit)
+            else:
+                states = (await rt.debug_state())["replicas"]["relay[0]"]["routers"]
+            return out, states
+
+    out, states = asyncio.run(main())
+    assert len(out) == 24
+    [state] = states
+    assert state["router"] == "PromptAware"
+    assert state["learnt"] + state["outstanding"] == 24  # every item accounted for once
+    if runtime == "local":
+        assert state["learnt"] == 24  # reported as it finished
+    else:  # reports ride on acknowledgements: the last few wait for the sender's next batch
+        assert state["learnt"] >= 12

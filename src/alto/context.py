@@ -20,7 +20,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["ItemContext", "current", "set_current"]
+__all__ = ["ItemContext", "count_tokens", "current", "set_current"]
 
 # One mutable cell per lane task (and per worker thread), set in its context once; the
 # executor then only stores each item's path in it. A ContextVar.set per item would copy
@@ -30,11 +30,19 @@ __all__ = ["ItemContext", "current", "set_current"]
 
 
 class _Cell:
-    __slots__ = ("path", "stage")
+    __slots__ = ("path", "stage", "tokens")
 
     def __init__(self, stage: str | None = None) -> None:
         self.stage = stage
         self.path: tuple[int, ...] | None = None
+        self.tokens = 0  # output tokens the item's LLM calls generated (prompt-aware routing)
+
+
+def count_tokens(n: int) -> None:
+    """Add ``n`` generated tokens to the current item's count (LLM backends call this)."""
+    cell = _CELL.get()
+    if cell is not None:
+        cell.tokens += n
 
 
 _CELL: ContextVar[_Cell | None] = ContextVar("alto_item", default=None)

@@ -124,77 +124,116 @@ class Rendezvous(Router):
     keyed = True
 
     def choose(self, key: tuple[int, ...], value: Any, n: int, load: LoadFn) -> int:
-        h = stable_hash(key)
-        best, best_score = 0, -1
-        for i in range(n):
-            score = _mix(h ^ _mix(i + 1))
-            if score > best_score:
-                best, best_score = i, score
-        return best
+        return _rendezvous(stable_hash(key), n)
 
 
 class PromptAware(Router):
-    """Prompt-aware routing for LLM stages: least estimated outstanding *tokens*.
+    """Prompt-aware routing for LLM stages: least estimated outstanding *tokens*, with
+    prefix affinity.
 
-    The cost of an item is its prompt tokens (``len(text) / chars_per_token``) plus a
-    running estimate of output tokens for the stage. The sender keeps, per replica, the
-    items it sent and their summed cost; the runtime's ``load(i)`` (items queued or in
-    progress there, from load reports) corrects it: when a replica reports fewer items
-    than this sender believes it holds, the difference has completed and its share of
-    the cost is removed, so the estimate falls as work completes. Items of other senders
-    count at the mean cost. :meth:`completed` refines the output-length estimate from
-    real output token counts. Prefix affinity:
-    an item whose first ``prefix_chars`` characters were routed before goes back to the
-    same replica (its KV cache may hold the prefix) unless that replica is more than
-    ``slack`` tokens busier than the least loaded one.
+    Each sender keeps its own estimate per replica -- the tokens of the items it sent
+    there that are not reported finished (prompt tokens times ``prefill_weight`` plus
+    the predicted output tokens of the item's kind) -- plus, for items of other
+    senders, the replica's reported queue length at the mean item cost. Replicas report
+    each finished item with its real output tokens (:meth:`completed`, carried on
+    acknowledgements), which removes it from the estimate and teaches the
+    :class:`~alto.scheduling.OutputEstimator`. No shared state between senders, no
+    central scheduler.
+
+    **Prefix affinity** (the approach of SGLang's cache-aware router, Zheng et al.,
+    "SGLang: Efficient Execution of Structured Language Model Programs", 2024): items
+    whose prompts share a prefix prefer one replica, chosen by rendezvous hashing of the
+    prefix so every sender agrees, where its KV cache may already hold that prefix --
+    unless that replica's estimate exceeds the least loaded one's by more than
+    ``spill`` mean item costs; then the item spills to the least loaded replica.
+
+    >>> r = PromptAware(prompt=str)
+    >>> a = r.choose((1,), "same system prompt, question 1", 4, lambda i: 0)
+    >>> b = r.choose((2,), "same system prompt, question 2", 4, lambda i: 0)
+    >>> a == b   # affinity: the prefix (first 16 characters here) is shared
+    True
     """
 
-    def __init__(self, *, chars_per_token: float = 4.0, prefix_chars: int = 64, slack: float = 512.0) -> None:
-        self.chars_per_token = chars_per_token
-        self.prefix_chars = prefix_chars
-        self.slack = slack
-        self.output_estimate = 128.0
-        self._mean_cost = self.output_estimate
-        self._items: dict[int, int] = {}  # this sender's items believed outstanding, per replica
-        self._cost: dict[int, float] = {}  # their estimated tokens
-        self._prefix: dict[str, int] = {}
+    def __init__(
+        self,
+        *,
+        prompt: Callable[[Any], str] | None = None,
+        kind: Callable[[Any], str] | None = None,
+        output_hint: float | None = None,
+        stage: str = "llm",
+        prefix_chars: int = 16,
+        chars_per_token: float = 4.0,
+        prefill_weight: float = 0.1,
+        spill: float = 2.0,
+    ) -> None:
+        from .scheduling import LLMCall, OutputEstimator
 
-    def cost(self, value: Any) -> float:
-        text = value if isinstance(value, str) else str(value)
-        return len(text) / self.chars_per_token + self.output_estimate
+        self.call = LLMCall(prompt or str, kind, output_hint)
+        self.stage = stage
+        self.prefix_chars = prefix_chars
+        self.chars_per_token = chars_per_token
+        self.prefill_weight = prefill_weight
+        self.spill = spill
+        self.estimator = OutputEstimator(output_hint)
+        self._mine: dict[int, dict[tuple[int, ...], tuple[float, str]]] = {}  # replica -> key -> (cost, kind)
+        self._mine_cost: dict[int, float] = {}
+        self._mean_cost = self.estimator.hint
+        self.spilled = 0  # items sent away from their preferred replica (for stats and tests)
+        self.max_tracked = 4096  # per replica: bounded memory when finished items go unreported
+
+    def cost(self, meta: Any) -> float:
+        return meta.prompt_tokens * self.prefill_weight + self.estimator.predict(meta.kind)
+
+    def outstanding(self, i: int, reported: float) -> float:
+        """Estimated tokens at replica ``i``: this sender's unfinished items, plus the
+        other items the replica reports queued, at the mean cost."""
+        mine = self._mine.get(i)
+        n_mine = len(mine) if mine else 0
+        return self._mine_cost.get(i, 0.0) + max(reported - n_mine, 0.0) * self._mean_cost
 
     def choose(self, key: tuple[int, ...], value: Any, n: int, load: LoadFn) -> int:
-        mean = self._mean_cost
-        loads = [self._estimate(i, load(i), mean) for i in range(n)]
-        best = min(range(n), key=loads.__getitem__)
-        text = value if isinstance(value, str) else str(value)
-        prefix = text[: self.prefix_chars]
-        pick = self._prefix.get(prefix)
-        if pick is None or pick >= n or loads[pick] - loads[best] > self.slack:
+        from .scheduling import item_meta
+
+        meta = item_meta(
+            self.call, self.stage, value, prefix_chars=self.prefix_chars, chars_per_token=self.chars_per_token
+        )
+        est = [self.outstanding(i, load(i)) for i in range(n)]
+        best = min(range(n), key=est.__getitem__)
+        preferred = _rendezvous(meta.prefix, n)
+        pick = preferred
+        if est[preferred] - est[best] > self.spill * self._mean_cost:
             pick = best
-        self._prefix[prefix] = pick
-        if len(self._prefix) > 4096:  # bounded memory: forget the oldest prefixes
-            for old in list(self._prefix)[:1024]:
-                del self._prefix[old]
-        cost = self.cost(value)
-        self._items[pick] = self._items.get(pick, 0) + 1
-        self._cost[pick] = self._cost.get(pick, 0.0) + cost
-        self._mean_cost = 0.9 * mean + 0.1 * cost
+            self.spilled += 1
+        cost = self.cost(meta)
+        mine = self._mine.setdefault(pick, {})
+        mine[key] = (cost, meta.kind)
+        self._mine_cost[pick] = self._mine_cost.get(pick, 0.0) + cost
+        if len(mine) > self.max_tracked:  # reports lost (a replaced replica, an ended request)
+            old_cost, _ = mine.pop(next(iter(mine)))
+            self._mine_cost[pick] = max(0.0, self._mine_cost[pick] - old_cost)
+        self._mean_cost = 0.95 * self._mean_cost + 0.05 * cost
         return pick
 
-    def _estimate(self, i: int, reported: float, mean: float) -> float:
-        """Outstanding tokens at replica ``i``: ours (less what completed) plus others' at the mean cost."""
-        mine = self._items.get(i, 0)
-        if reported < mine:  # the replica holds fewer items than we sent: some completed
-            kept = max(int(reported), 0)
-            self._cost[i] = self._cost.get(i, 0.0) * (kept / mine) if mine else 0.0
-            self._items[i] = mine = kept
-        return self._cost.get(i, 0.0) + (reported - mine) * mean
-
-    def completed(self, replica: int, value: Any, output_tokens: int | None = None) -> None:
-        """A finished item: ``output_tokens`` refines the estimate of output length."""
+    def completed(self, replica: int, key: tuple[int, ...], output_tokens: int | None) -> None:
+        """Replica ``replica`` finished the item routed with ``key`` (any sender's: an
+        item this sender did not send is ignored), having generated ``output_tokens``."""
+        mine = self._mine.get(replica)
+        entry = mine.pop(key, None) if mine else None
+        if entry is None:
+            return
+        cost, kind = entry
+        self._mine_cost[replica] = max(0.0, self._mine_cost.get(replica, 0.0) - cost)
         if output_tokens is not None:
-            self.output_estimate = 0.9 * self.output_estimate + 0.1 * output_tokens
+            self.estimator.observe(kind, output_tokens)
+
+
+def _rendezvous(h: int, n: int) -> int:
+    best, best_score = 0, -1
+    for i in range(n):
+        score = _mix(h ^ _mix(i + 1))
+        if score > best_score:
+            best, best_score = i, score
+    return best
 
 
 _BY_NAME: dict[str, type[Router]] = {
@@ -220,29 +259,45 @@ def router_is_keyed(spec: Any) -> bool:
     raise ValueError(f"router= must be one of {ROUTER_NAMES} or a Router, got {spec!r}")
 
 
-def make_router(spec: Any, *, keyed: bool) -> Router:
+def make_router(spec: Any, *, keyed: bool, llm: Any = None, stage: str = "llm") -> Router:
     """A router instance for one sender from a stage's ``router=`` option.
 
     ``None`` picks the default: :class:`Rendezvous` for keyed (aggregate / zip /
-    stateful) stages, :class:`PowerOfTwo` otherwise.
+    stateful) stages, :class:`PromptAware` for LLM stages (``llm``: the stage's
+    :class:`~alto.scheduling.LLMCall`), :class:`PowerOfTwo` otherwise.
     """
     if spec is None:
-        return Rendezvous() if keyed else PowerOfTwo()
+        if keyed:
+            return Rendezvous()
+        if llm is not None:
+            return PromptAware(prompt=llm.prompt, kind=llm.kind, output_hint=llm.output_hint, stage=stage)
+        return PowerOfTwo()
     if isinstance(spec, str):
+        if spec == "prompt_aware" and llm is not None:
+            return PromptAware(prompt=llm.prompt, kind=llm.kind, output_hint=llm.output_hint, stage=stage)
         return _BY_NAME[spec]()
     if isinstance(spec, Router):
         return spec.fork()
     return spec()
 
 
-def replica_chooser(spec: Any, n: int, load: LoadFn) -> Callable[[Any], int]:
+Watch = Callable[[Callable[[int, tuple[int, ...], "int | None"], None]], None]
+
+
+def replica_chooser(spec: Any, n: int, load: LoadFn, watch: Watch | None = None) -> Callable[[Any], int]:
     """The replica index (of ``n``) that one sender picks for each message to stage ``spec``.
 
     A fresh router per sender; keyed stages route on the group part of the path
     (``spec.route_key``), so every sender agrees on a group's replica. Messages are
-    anything with ``path`` (and ``value`` for items).
+    anything with ``path`` (and ``value`` for items). ``watch(callback)``, given by the
+    runtime, delivers the replicas' reports of finished items to a router that wants
+    them (``callback(replica, path, output_tokens)``).
     """
-    router = make_router(spec.router, keyed=spec.keyed)
+    from .scheduling import llm_call_of
+
+    router = make_router(spec.router, keyed=spec.keyed, llm=llm_call_of(spec.fn), stage=spec.name)
+    if watch is not None and hasattr(router, "completed"):
+        watch(router.completed)
     choose = router.choose
     route_key = spec.route_key if spec.keyed else None
 
@@ -250,4 +305,5 @@ def replica_chooser(spec: Any, n: int, load: LoadFn) -> Callable[[Any], int]:
         key = route_key(msg.path) if route_key is not None else msg.path
         return choose(key, msg.value if msg.__class__ is Item else None, n, load)
 
+    pick.router = router  # type: ignore[attr-defined]  # for stats and tests
     return pick

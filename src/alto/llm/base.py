@@ -15,6 +15,8 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..context import count_tokens
+
 __all__ = ["LLM", "LLMError", "LLMUnavailable", "Prompt", "Usage", "to_messages"]
 
 Prompt = str | Sequence[dict[str, str]]
@@ -96,6 +98,7 @@ class LLM:
             self.usage.calls += 1
             self.usage.tokens += n
             self.usage.seconds += time.perf_counter() - start
+            count_tokens(n)  # the item's own count: replicas report it to prompt-aware routers
 
     async def complete(self, prompt: Prompt, **options: Any) -> str:
         """The whole generated text."""

@@ -37,6 +37,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import aclosing
 from typing import Any
 
+from ..scheduling import LLMCall
 from ..split import SPLITTERS, Splitter, split_stream
 from .base import LLM, Prompt
 
@@ -69,6 +70,8 @@ def generate(
     parse: Callable[[str, Any], Any] | None = None,
     priority: int = 0,
     name: str = "generate",
+    kind: Callable[[Any], str] | None = None,
+    output_hint: float | None = None,
 ) -> Callable[[Any], Any]:
     """A map stage function: ``item -> parse(text, item)`` (default: the stripped text)."""
 
@@ -84,6 +87,7 @@ def generate(
         return parse(text, value) if parse else text.strip()
 
     generate_stage.__name__ = generate_stage.__qualname__ = name
+    generate_stage.__alto_llm__ = _llm_call(template, system, kind, output_hint, max_tokens)  # type: ignore[attr-defined]
     return generate_stage
 
 
@@ -102,6 +106,8 @@ def generate_split(
     transform: Callable[[Any, Any], Any] | None = None,
     priority: int = 0,
     name: str = "generate_split",
+    kind: Callable[[Any], str] | None = None,
+    output_hint: float | None = None,
 ) -> Callable[[Any], AsyncIterator[Any]]:
     """An expand stage function: yields each part of the generation as soon as it is complete.
 
@@ -116,6 +122,10 @@ def generate_split(
         keep: a predicate on each part (e.g. drop fragments that are too short).
         transform: ``transform(part, item)`` builds the value sent downstream.
         priority: passed to the backend's queue (lower is served first).
+        kind: ``item -> str``, a finer prompt kind for prompt-aware routing (output
+            lengths are predicted per stage and kind); ``output_hint``: expected
+            output tokens before any are observed. LLM stages route with
+            ``router="prompt_aware"`` by default (see ``docs/scheduling.md``).
     """
     make = SPLITTERS[splitter] if isinstance(splitter, str) else splitter
 
@@ -143,4 +153,19 @@ def generate_split(
                     return  # leaving closes the token stream: generation stops now
 
     split_stage.__name__ = split_stage.__qualname__ = name
+    split_stage.__alto_llm__ = _llm_call(template, system, kind, output_hint, max_tokens)  # type: ignore[attr-defined]
     return split_stage
+
+
+def _llm_call(
+    template: Template, system: str | None, kind: Callable[[Any], str] | None, hint: float | None, max_tokens: int
+) -> LLMCall:
+    """How prompt-aware routing reads this stage's items: the rendered prompt's text."""
+
+    def prompt(value: Any) -> str:
+        rendered = render(template, value)
+        if not isinstance(rendered, str):
+            rendered = "\n".join(str(m.get("content", "")) for m in rendered)
+        return f"{system}\n{rendered}" if system else rendered
+
+    return LLMCall(prompt, kind, hint if hint is not None else max_tokens / 2, max_tokens)

@@ -19,6 +19,7 @@ which is shut down with it.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 from collections.abc import AsyncIterator
@@ -94,14 +95,17 @@ class LocalRuntime(Runtime):
         def sink(name: str) -> Any:
             return lambda msg: requests.deliver(name, msg)
 
+        def watch(stage: str, report: Any) -> None:  # finished items reach the sender's router
+            for i, r in enumerate(replicas[stage]):
+                r.listeners.append(functools.partial(report, i))
+
         stages = [spec for spec in p.stages.values() if spec.kind != "input"]
         for spec in stages:  # placement first, then the transport between replicas
             replicas[spec.name] = [ReplicaExecutor(spec, i, self, _unwired) for i in range(spec.replicas)]
         for spec in stages:
-            emit = build_emit(p, spec.name, target, load, sink(spec.name))
-            for r in replicas[spec.name]:
-                r.emit = emit
-        self._inject = build_emit(p, "input", target, load, sink("input"))
+            for r in replicas[spec.name]:  # each replica is a sender with routers of its own
+                r.emit = build_emit(p, spec.name, target, load, sink(spec.name), watch)
+        self._inject = build_emit(p, "input", target, load, sink("input"), watch)
         every = [r for reps in replicas.values() for r in reps]
         outcomes = await asyncio.gather(*(r.setup() for r in every), return_exceptions=True)
         for r, outcome in zip(every, outcomes, strict=True):

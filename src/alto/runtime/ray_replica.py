@@ -11,12 +11,22 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from ..ancestry import Item
 from ..errors import StageError
 from ..pipeline import ASYNC_CONCURRENCY, Pipeline, StageSpec
 from .ray_sender import Sender, Wiring, downstream_stages, wire_emit
-from .replica import ReplicaExecutor, RuntimeOptions
+from .replica import ReplicaExecutor, RuntimeOptions, router_state
 from .requests import Ended
 from .wire import Endpoint, Pool
+
+
+class _Peer:
+    """One sender's connection: its finished items, reported on its next ack."""
+
+    __slots__ = ("finished",)
+
+    def __init__(self) -> None:
+        self.finished: list[tuple[tuple[int, ...], int]] = []
 
 
 def _unwired(msg: Any) -> None:
@@ -47,6 +57,7 @@ class ReplicaActor:
         self.token = token  # None: the Ray-call transport
         self.pool = Pool(self.token) if self.token else None
         self._wired = False
+        self._origin: dict[tuple[int, ...], _Peer] = {}  # LLM stage: which sender sent each item
 
     # the host of the replica executor
     def fail(self, error: StageError) -> None:
@@ -61,7 +72,10 @@ class ReplicaActor:
         await self.replica.setup()
         addr = None
         if self.token is not None:
-            self.endpoint = Endpoint(self.receive, self.token, f"{self.spec.name}[{self.index}]")
+            peer = _Peer if self.replica.metered else None
+            self.endpoint = Endpoint(self.receive, self.token, f"{self.spec.name}[{self.index}]", peer)
+            if self.replica.metered:  # finished items go back on their sender's acknowledgements
+                self.replica.listeners.append(self._finished)
             addr = await self.endpoint.start(ray.util.get_node_ip_address())
         return ray.get_runtime_context().get_node_id(), addr
 
@@ -82,17 +96,29 @@ class ReplicaActor:
         if stage != "__sink__":
             self.gateway.report_dead.remote(stage, index, self.handles[stage][index]._actor_id.hex())
 
-    async def receive(self, batch: list[Any]) -> int:
-        """Accept a batch; returns (after any backpressure wait) the queue length."""
+    async def receive(self, batch: list[Any], peer: _Peer | None = None) -> Any:
+        """Accept a batch; returns (after any backpressure wait) the queue length, and
+        for an LLM stage also the items of this sender finished since its last ack,
+        with their output tokens (for its prompt-aware router)."""
         assert self.replica is not None
         inbox = self.replica.inbox
         wait = None
         for msg in batch:
             w = inbox.put(msg)
             wait = w or wait
+            if peer is not None and msg.__class__ is Item:
+                self._origin[msg.path] = peer
         if wait is not None:
             await wait
-        return len(inbox)
+        if peer is None:
+            return len(inbox)
+        finished, peer.finished = peer.finished, []
+        return len(inbox) + self.replica.busy, finished
+
+    def _finished(self, path: tuple[int, ...], output_tokens: int) -> None:
+        peer = self._origin.pop(path, None)
+        if peer is not None:
+            peer.finished.append((path, output_tokens))
 
     async def cancel(self, rids: list[int], interrupt: bool) -> None:
         """Forget finished requests (purge state), or cancel failed ones (interrupt work)."""
@@ -133,6 +159,7 @@ class ReplicaActor:
             "groups": getattr(r.op, "open_groups", None) if r else None,
             "ended": {"below": self.cancelled.low, "listed": len(self.cancelled.above)},
             "links": self.sender.describe() if self.sender is not None else {},
+            "routers": router_state(r.emit) if r else [],
         }
 
 

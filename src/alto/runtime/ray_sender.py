@@ -56,6 +56,7 @@ class Sender:
         self._scheduled = False
         self._on_dead = on_dead
         self._acks: set[asyncio.Task[Any]] = set()
+        self._watchers: dict[str, list[Callable[[int, tuple[int, ...], int], None]]] = {}
 
     def link(self, key: tuple[str, int], send: Callable[[list[Any]], Any]) -> Link:
         """Connect ``key`` to ``send``; an existing link is rewired in place, so emit
@@ -111,6 +112,11 @@ class Sender:
         except Exception as exc:
             self._acked(key, link, exc, gen)
         else:
+            if isinstance(load, tuple):  # an LLM stage: (queue length, [(path, output tokens)])
+                load, finished = load
+                for report in self._watchers.get(key[0], ()):
+                    for path, tokens in finished:
+                        report(key[1], path, tokens)
             link.load = load if isinstance(load, int) else 0
             self._acked(key, link, None, gen)
 
@@ -138,6 +144,10 @@ class Sender:
     def describe(self) -> dict[str, tuple[int, bool, int]]:
         """Per link: (batches in flight, dead, messages buffered) -- for debug_state."""
         return {f"{k[0]}[{k[1]}]": (v.inflight, v.dead, len(v.buf)) for k, v in self._links.items()}
+
+    def watch(self, stage: str, report: Callable[[int, tuple[int, ...], int], None]) -> None:
+        """Deliver the finished items that replicas of ``stage`` report on their acks."""
+        self._watchers.setdefault(stage, []).append(report)
 
     def load(self, key: tuple[str, int]) -> int:
         link = self._links[key]
@@ -195,12 +205,14 @@ def wire_emit(
     sink_key = ("__sink__", pipeline.outputs.index(name)) if name in pipeline.outputs else None
     if sink_key is not None:
         sender.link(sink_key, sink)
+    sender._watchers.clear()  # (re)wiring builds new routers: the old ones stop listening
     return build_emit(
         pipeline,
         name,
         target,
         lambda dest, i: sender.load((dest, i)),
         (lambda m: sender.put(sink_key, (name, m))) if sink_key is not None else None,
+        sender.watch,
     )
 
 

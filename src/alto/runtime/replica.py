@@ -42,6 +42,7 @@ from ..errors import StageError
 from ..operators import Operator, Right, make_operator
 from ..pipeline import Pipeline, StageSpec
 from ..routing import replica_chooser
+from ..scheduling import llm_call_of
 from .inbox import Inbox
 from .requests import Ended
 
@@ -52,6 +53,7 @@ __all__ = [
     "RuntimeOptions",
     "build_emit",
     "fan_out",
+    "router_state",
 ]
 
 log = logging.getLogger("alto")
@@ -215,6 +217,10 @@ class ReplicaExecutor:
         self._closing = False
         self._loop = asyncio.get_running_loop()
         self._pass_control = self.op.passes_control
+        # An LLM stage reports each finished item and its output tokens to the routers
+        # of its senders (prompt-aware routing): ``listeners`` are theirs.
+        self.metered = llm_call_of(spec.fn) is not None
+        self.listeners: list[Callable[[tuple[int, ...], int], None]] = []
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -349,21 +355,29 @@ class ReplicaExecutor:
                     continue
                 cell.path = path
                 lane.rid = rid
+                if self.metered:
+                    cell.tokens = 0  # the LLM backends count this item's output tokens here
                 if fast is None:
                     try:
                         await op.handle(msg)  # stage errors are handled in there
                     except BaseException as exc:
                         await self._failed(lane, exc, msg)
                     lane.end_scope()
+                    if self.metered:
+                        self._finished(path, cell.tokens)
                     continue
                 # The hot path: an async map's function, awaited here, with no layer between.
                 try:
                     value = await fast(msg.value)
                 except BaseException as exc:
+                    if self.metered:
+                        self._finished(path, cell.tokens)
                     await self._failed(lane, exc, msg, stage_call=True)
                     lane.end_scope()
                     continue
                 op.handled += 1
+                if self.metered:
+                    self._finished(path, cell.tokens)
                 if lane.interrupted:  # it swallowed its cancellation: its request is over
                     lane.end_scope()
                     continue
@@ -387,6 +401,10 @@ class ReplicaExecutor:
                 except BaseException as exc:
                     await self._failed(lane, exc, msg)
                 lane.end_scope()
+
+    def _finished(self, path: tuple[int, ...], output_tokens: int) -> None:
+        for report in self.listeners:
+            report(path, output_tokens)
 
     async def _failed(self, lane: Lane, exc: BaseException, what: Any, stage_call: bool = False) -> None:
         """An item (or batch) ended with ``exc``: decide whose it is.
@@ -461,12 +479,27 @@ def fan_out(targets: list[Callable[[Message], Any]]) -> Callable[[Message], Any]
     return emit
 
 
+def router_state(emit: Any) -> list[dict[str, Any]]:
+    """What the routers of one sender believe (prompt-aware ones: items outstanding,
+    finished items learnt from, spills), for stats and debugging."""
+    out = []
+    for r in getattr(emit, "routers", ()):
+        state: dict[str, Any] = {"router": type(r).__name__}
+        if hasattr(r, "estimator"):
+            state["outstanding"] = sum(len(m) for m in r._mine.values())
+            state["learnt"] = sum(r.estimator.observed.values())
+            state["spilled"] = r.spilled
+        out.append(state)
+    return out
+
+
 def build_emit(
     pipeline: Pipeline,
     name: str,
     target: Callable[[str, int], Callable[[Any], Any]],
     load: Callable[[str, int], float],
     sink: Callable[[Message], Any] | None,
+    watch: Callable[[str, Any], None] | None = None,
 ) -> Emit:
     """The emit function of stage ``name``: route each message to one replica of every
     downstream stage (the same :func:`~alto.routing.replica_chooser` in every runtime)
@@ -474,9 +507,12 @@ def build_emit(
 
     The runtime supplies the transport: ``target(stage, i)`` sends one message to
     replica ``i`` of ``stage`` (returning ``None`` or a future to wait on), and
-    ``load(stage, i)`` is this sender's view of that replica's outstanding work.
+    ``load(stage, i)`` is this sender's view of that replica's outstanding work, and
+    ``watch(stage, callback)`` (optional) delivers the replicas' reports of finished
+    items to routers that learn from them (``callback(i, path, output_tokens)``).
     """
     targets: list[Callable[[Message], Any]] = []
+    routers: list[Any] = []
     for dest, port in pipeline.downstream()[name]:
         spec = pipeline.stages[dest]
         sends = [target(dest, i) for i in range(spec.replicas)]
@@ -484,11 +520,16 @@ def build_emit(
             one = sends[0]
             targets.append(one if port == 0 else (lambda m, one=one: one(Right(m))))
             continue
-        choose = replica_chooser(spec, len(sends), lambda j, dest=dest: load(dest, j))
+        on_finished = None if watch is None else (lambda cb, dest=dest: watch(dest, cb))
+        choose = replica_chooser(spec, len(sends), lambda j, dest=dest: load(dest, j), on_finished)
+        routers.append(choose.router)  # type: ignore[attr-defined]
         if port == 0:
             targets.append(lambda m, sends=sends, choose=choose: sends[choose(m)](m))
         else:
             targets.append(lambda m, sends=sends, choose=choose: sends[choose(m)](Right(m)))
     if sink is not None and name in pipeline.outputs:
         targets.append(sink)
-    return fan_out(targets)
+    emit = fan_out(targets)
+    if routers:  # a lambda or closure: keep this sender's routers visible (stats, tests)
+        emit.routers = routers  # type: ignore[attr-defined]
+    return emit

@@ -81,8 +81,17 @@ class Endpoint:
     reading from that sender (TCP then slows it too).
     """
 
-    def __init__(self, receive: Callable[[list[Any]], Awaitable[int]], token: bytes, name: str = "receiver") -> None:
+    def __init__(
+        self,
+        receive: Callable[..., Awaitable[Any]],
+        token: bytes,
+        name: str = "receiver",
+        peer: Callable[[], Any] | None = None,
+    ) -> None:
+        # peer(): per-connection state handed to receive(batch, state) (e.g. what to
+        # report on that sender's acknowledgements); without it, receive(batch)
         self._receive = receive
+        self._peer = peer
         self.name = name
         self._token = token
         self._server: asyncio.Server | None = None
@@ -101,6 +110,7 @@ class Endpoint:
             token = await asyncio.wait_for(reader.readexactly(len(self._token)), CONNECT_TIMEOUT_S)
             if not hmac.compare_digest(token, self._token):
                 return
+            state = self._peer() if self._peer is not None else None
             while True:
                 (n,) = _LEN.unpack(await reader.readexactly(_LEN.size))
                 data = await reader.readexactly(n)
@@ -116,7 +126,13 @@ class Endpoint:
                         n,
                     )
                     batch = []
-                writer.write(_frame(await self._receive(batch) if batch else 0))
+                if not batch:
+                    ack: Any = 0
+                elif state is None:
+                    ack = await self._receive(batch)
+                else:
+                    ack = await self._receive(batch, state)
+                writer.write(_frame(ack))
         except (asyncio.IncompleteReadError, ConnectionError, TimeoutError):
             pass  # the sender went away; what it did not get acknowledged it replays
         finally:
