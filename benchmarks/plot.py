@@ -1,6 +1,6 @@
 """Plots of the benchmark JSON files in docs/ (run after the benchmarks).
 
-python benchmarks/plot.py            # docs/overhead.png, docs/ray_overhead.png
+python benchmarks/plot.py            # docs/overhead.png, docs/ray_overhead.png, docs/scheduling.png
 """
 
 from __future__ import annotations
@@ -65,8 +65,33 @@ def local_plot(data: dict, out: Path) -> None:
     fig.savefig(out, dpi=110)
 
 
+def scheduling_plot(data: dict, out: Path) -> None:
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 3.4))
+    colors = {"round_robin": "#a0aec0", "pow2_count": "#718096", "prompt_aware": "#2b6cb0"}
+    for policy, color in colors.items():
+        d = data[policy]
+        a.plot(d["rates"], d["mean_s"], marker="o", color=color, label=policy)
+        b.plot(d["rates"], d["p99_s"], marker="o", color=color, label=policy)
+    a.axhline(data["slo_s"], color="red", linestyle="--", linewidth=0.8, label=f"target {data['slo_s']:g} s")
+    a.set_title("mean latency (lower is better)")
+    b.set_title("P99 latency")
+    for ax in (a, b):
+        ax.set_xlabel("requests / s (Poisson)")
+        ax.set_ylabel("s")
+        ax.set_yscale("log")
+        ax.legend(fontsize=8)
+    fig.suptitle(
+        f"LLM stage, {data['setting']['replicas']} replicas, {data['setting']['senders']} senders, "
+        f"SIMULATED engines ({data['runtime']} runtime)",
+        fontsize=10,
+    )
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+
+
 def main() -> None:
-    for name, plot in (("overhead", local_plot), ("ray_overhead", ray_plot)):
+    plots = (("overhead", local_plot), ("ray_overhead", ray_plot), ("scheduling", scheduling_plot))
+    for name, plot in plots:
         src = DOCS / f"{name}.json"
         if not src.exists():
             print(f"skipping {src.name}: run benchmarks/{name}.py --out {src} first", file=sys.stderr)

@@ -13,6 +13,10 @@ What it models (per engine instance, one "GPU"):
 * **Decode**: every step emits one token to every running sequence and takes
   ``step_s + step_s_per_seq * batch_size`` — per-token latency grows with batch size
   while throughput rises, the shape measured for real engines.
+* **Prefix cache** (``prefix_cache=N``, off by default): an engine remembers the last
+  ``N`` prompt prefixes (the first ``prefix_chars`` characters) it served; a prompt
+  whose prefix it holds skips that part of prefill, as with a KV prefix cache (vLLM's
+  automatic prefix caching, SGLang's RadixAttention).
 * **Output length** depends on the prompt *kind* (answer, list, short verdict):
   log-normal with a per-kind median, drawn deterministically from ``seed`` and the
   prompt, so the same prompt always yields the same text and length.
@@ -32,7 +36,7 @@ import asyncio
 import math
 import random
 import re
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -121,8 +125,14 @@ class Simulated(LLM):
         kind_of: Callable[[str], str] = default_kind,
         seed: int = 0,
         time_scale: float = 1.0,
+        prefix_cache: int = 0,
+        prefix_chars: int = 2048,
     ) -> None:
         super().__init__()
+        self.prefix_cache = prefix_cache
+        self.prefix_chars = prefix_chars
+        self._prefixes: OrderedDict[str, None] = OrderedDict()
+        self.prefix_hits = 0
         self.prefill_s_per_token = prefill_s_per_token
         self.step_s = step_s
         self.step_s_per_seq = step_s_per_seq
@@ -176,7 +186,18 @@ class Simulated(LLM):
         **extra: Any,
     ) -> AsyncIterator[str]:
         text = "\n".join(m["content"] for m in messages)
-        seq = _Seq(max(1, len(text) // 4), self.script(text, max_tokens), asyncio.Queue())
+        prefill = max(1, len(text) // 4)
+        if self.prefix_cache:
+            prefix = text[: self.prefix_chars]
+            if prefix in self._prefixes:
+                self._prefixes.move_to_end(prefix)
+                self.prefix_hits += 1
+                prefill = max(1, prefill - len(prefix) // 4)  # the cached prefix is not recomputed
+            else:
+                self._prefixes[prefix] = None
+                if len(self._prefixes) > self.prefix_cache:
+                    self._prefixes.popitem(last=False)
+        seq = _Seq(prefill, self.script(text, max_tokens), asyncio.Queue())
         self._waiting.append(seq)
         if self._engine is None or self._engine.done():
             self._engine = asyncio.get_running_loop().create_task(self._run())
