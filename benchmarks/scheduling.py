@@ -6,12 +6,13 @@
 
 The setting, fixed before looking at results: 4 sender replicas feed one LLM stage
 with 8 replicas, each replica its own SIMULATED continuous-batching engine (7B-class
-constants of ``alto.llm.Simulated``: 15 ms + 0.2 ms per sequence per decode step,
-0.2 ms per prompt token of prefill) with a batch of at most 8 sequences (a memory-bound
-engine: long contexts leave room for few sequences) and a prefix cache of 4 prompts.
-Requests come in 4 prompt kinds, each with its own ~2,000-character system prompt
-(shared prefix) and a heavy-tailed (log-normal, sigma 0.8) output length: medians of
-8, 24, 64 and 160 tokens, at most 600. Arrivals are open-loop Poisson at each rate, with common
+constants of ``alto.llm.Simulated``: 0.2 ms per sequence per decode step, 0.2 ms per
+prompt token of prefill) but 60 ms per decode step and a batch of at most 4 sequences (a
+memory-bound engine: long contexts leave room for few sequences; fewer, slower steps
+also keep the simulation itself off the CPU limit of a small machine) and a prefix
+cache of 4 prompts. Requests come in 4 prompt kinds, each with its own ~2,000-character
+system prompt (shared prefix) and a heavy-tailed (log-normal, sigma 0.8) output
+length: medians of 2, 6, 16 and 40 tokens, at most 200. Arrivals are open-loop Poisson at each rate, with common
 random numbers: the same requests, in the same order, at every rate and for every
 policy. Latency is per request, end to end; the first 10% of each run are warm-up and
 excluded. Throughput at the target = the largest rate whose mean latency is <= 4 s,
@@ -40,10 +41,11 @@ import alto
 from alto.llm import Simulated
 from alto.scheduling import LLMCall
 
-KINDS = {"short": 8, "list": 24, "answer": 64, "essay": 160}  # median output tokens
+KINDS = {"short": 2, "list": 6, "answer": 16, "essay": 40}  # median output tokens
 SIGMA = 0.8
-MAX_BATCH = 8
-MAX_TOKENS = 600
+MAX_BATCH = 4
+MAX_TOKENS = 200
+STEP_S = 0.06
 SLO_S = 4.0
 SENDERS, REPLICAS = 4, 8
 POLICIES = {"round_robin": "round_robin", "pow2_count": "p2c", "prompt_aware": "prompt_aware"}
@@ -72,6 +74,7 @@ def make_engine_stage(time_scale: float) -> type:
         def __init__(self) -> None:
             self.llm = Simulated(
                 max_batch=MAX_BATCH,
+                step_s=STEP_S,
                 median_tokens={k: float(v) for k, v in KINDS.items()},
                 sigma=SIGMA,
                 kind_of=lambda text: text.split("|", 1)[0],
@@ -168,8 +171,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--out", type=Path)
     args = ap.parse_args(argv)
     scale = 0.1 if args.quick else 1.0
-    n = args.requests or (150 if args.quick else 600)
-    rates = [30.0, 45.0, 60.0, 75.0, 90.0, 105.0]  # requests per simulated second
+    n = args.requests or (200 if args.quick else 600)
+    rates = [8.0, 12.0, 16.0, 20.0, 24.0, 28.0]  # requests per simulated second
     reqs = requests(n)
     result: dict[str, Any] = {
         "simulated": True,
