@@ -172,7 +172,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = ap.parse_args(argv)
     scale = 0.1 if args.quick else 1.0
     n = args.requests or (200 if args.quick else 600)
-    rates = [8.0, 12.0, 16.0, 20.0, 24.0, 28.0]  # requests per simulated second
+    rates = [8.0, 16.0, 24.0, 28.0, 32.0, 36.0]  # requests per simulated second
     reqs = requests(n)
     result: dict[str, Any] = {
         "simulated": True,

@@ -164,7 +164,7 @@ class PromptAware(Router):
         prefix_chars: int = 16,
         chars_per_token: float = 4.0,
         prefill_weight: float = 0.1,
-        spill: float = 2.0,
+        spill: float = 0.5,
     ) -> None:
         from .scheduling import LLMCall, OutputEstimator
 
