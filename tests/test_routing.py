@@ -219,7 +219,7 @@ def test_finished_items_reach_the_senders_prompt_aware_router(make_runtime, runt
     """On both runtimes: an LLM stage's replicas report every finished item (with its
     output tokens) to the router of the replica that sent it -- on Ray, on the acks."""
     from alto.llm import Simulated, generate
-    from alto.runtime.replica import router_state
+    from alto.runtime.emit import router_state
 
     llm = Simulated(time_scale=0, seed=5)
 

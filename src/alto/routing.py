@@ -147,11 +147,14 @@ class PromptAware(Router):
     unless that replica's estimate exceeds the least loaded one's by more than
     ``spill`` mean item costs; then the item spills to the least loaded replica.
 
-    >>> r = PromptAware(prompt=str)
+    >>> r = PromptAware(prompt=str, spill=2)
     >>> a = r.choose((1,), "same system prompt, question 1", 4, lambda i: 0)
     >>> b = r.choose((2,), "same system prompt, question 2", 4, lambda i: 0)
     >>> a == b   # affinity: the prefix (first 16 characters here) is shared
     True
+    >>> c = r.choose((3,), "same system prompt, question 3", 4, lambda i: 0)
+    >>> c == a   # a is now 2 items ahead of the idle replicas: the third spills
+    False
     """
 
     def __init__(

@@ -31,7 +31,8 @@ from ..errors import StageError
 from ..invoke import classify
 from ..pipeline import ASYNC_CONCURRENCY, Pipeline, is_class_stage
 from .base import Runtime
-from .replica import ReplicaExecutor, RuntimeKwargs, RuntimeOptions, build_emit
+from .emit import build_emit
+from .replica import ReplicaExecutor, RuntimeKwargs, RuntimeOptions
 from .requests import Ended, Event, Requests, iterate_events
 
 __all__ = ["LocalRuntime"]

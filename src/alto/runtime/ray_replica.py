@@ -14,8 +14,9 @@ from typing import Any
 from ..ancestry import Item
 from ..errors import StageError
 from ..pipeline import ASYNC_CONCURRENCY, Pipeline, StageSpec
+from .emit import router_state
 from .ray_sender import Sender, Wiring, downstream_stages, wire_emit
-from .replica import ReplicaExecutor, RuntimeOptions, router_state
+from .replica import ReplicaExecutor, RuntimeOptions
 from .requests import Ended
 from .wire import Endpoint, Pool
 

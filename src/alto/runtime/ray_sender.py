@@ -1,6 +1,6 @@
 """The sending side of a Ray replica (and of the gateway): routing, batching, windows.
 
-Each sender routes every message itself (the same :func:`~alto.runtime.replica.build_emit`
+Each sender routes every message itself (the same :func:`~alto.runtime.emit.build_emit`
 and routers as the local runtime) and puts it on the :class:`Link` to the chosen replica; all links
 with new messages are flushed once per turn of the event loop, so a busy stage sends
 few, large batches and a quiet one sends at once. A window of unacknowledged batches
@@ -18,7 +18,7 @@ from typing import Any
 from ..ancestry import Message
 from ..operators import Right
 from ..pipeline import Pipeline
-from .replica import build_emit
+from .emit import build_emit
 from .wire import Pool
 
 log = logging.getLogger("alto.ray")
@@ -195,7 +195,7 @@ def wire_emit(
     sink: Send,
 ) -> Callable[[Message], Any]:
     """The emit function of stage ``name`` on Ray: the shared
-    :func:`~alto.runtime.replica.build_emit` over this sender's links."""
+    :func:`~alto.runtime.emit.build_emit` over this sender's links."""
 
     def target(dest: str, i: int) -> Callable[[Any], Any]:
         key = (dest, i)
