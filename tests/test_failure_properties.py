@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 import alto
 from alto.testing import matches_reference
-from test_properties import combine, fold, make_expand, make_filter, make_map
+from test_properties import combine, fold, make_expand, make_filter, make_map, stage_choices
 
 ATTEMPTS: list[dict] = []  # per faulty stage: attempts per path (cleared before every run)
 
@@ -166,14 +166,7 @@ def failing_pipelines(draw, flaky: bool = True):
         return faulty_fn(fold, fault)
 
     for _ in range(draw(st.integers(1, 6))):
-        choices = ["map", "filter", "classmap"]
-        if s.depth < 3:
-            choices += ["expand", "expand"]
-        if s.depth > 0:
-            choices.append("aggregate")
-        partners = [t for t in seen if t.depth == s.depth and t.levels == s.levels]
-        if partners:
-            choices.append("zip")
+        choices, partners = stage_choices(["map", "filter", "classmap"], s, seen)
         op = draw(st.sampled_from(choices))
         if op == "map":
             f = make_map(draw(st.integers(1, 9)), draw(st.integers(0, 9)), draw(st.sampled_from(["sync", "async"])))

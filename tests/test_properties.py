@@ -103,6 +103,20 @@ def combine(pair):
     return (a * 5 + b) % 101
 
 
+def stage_choices(base: list[str], s, seen: list) -> tuple[list[str], list]:
+    """Stage kinds that may follow stream ``s`` (expand up to depth 3, aggregate below
+    depth 0, zip when a stream of the same shape exists), and the zip partners."""
+    choices = list(base)
+    if s.depth < 3:
+        choices += ["expand", "expand"]
+    if s.depth > 0:
+        choices.append("aggregate")
+    partners = [t for t in seen if t.depth == s.depth and t.levels == s.levels]
+    if partners:
+        choices.append("zip")
+    return choices, partners
+
+
 @st.composite
 def pipelines(draw):
     p = alto.Pipeline("random")
@@ -113,14 +127,7 @@ def pipelines(draw):
         return {"replicas": draw(st.integers(1, 4)), "concurrency": draw(st.integers(1, 3))}
 
     for _ in range(draw(st.integers(1, 7))):
-        choices = ["map", "filter"]
-        if s.depth < 3:
-            choices += ["expand", "expand"]
-        if s.depth > 0:
-            choices.append("aggregate")
-        partners = [t for t in seen if t.depth == s.depth and t.levels == s.levels]
-        if partners:
-            choices.append("zip")
+        choices, partners = stage_choices(["map", "filter"], s, seen)
         op = draw(st.sampled_from(choices))
         if op == "map":
             s = s.map(
