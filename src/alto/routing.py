@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 from .ancestry import Item
+from .scheduling import LLMCall, OutputEstimator, item_meta, llm_call_of
 
 __all__ = [
     "ROUTER_NAMES",
@@ -169,8 +170,6 @@ class PromptAware(Router):
         prefill_weight: float = 0.1,
         spill: float = 0.5,
     ) -> None:
-        from .scheduling import LLMCall, OutputEstimator
-
         self.call = LLMCall(prompt or str, kind, output_hint)
         self.stage = stage
         self.prefix_chars = prefix_chars
@@ -195,8 +194,6 @@ class PromptAware(Router):
         return self._mine_cost.get(i, 0.0) + max(reported - n_mine, 0.0) * self._mean_cost
 
     def choose(self, key: tuple[int, ...], value: Any, n: int, load: LoadFn) -> int:
-        from .scheduling import item_meta
-
         meta = item_meta(
             self.call, self.stage, value, prefix_chars=self.prefix_chars, chars_per_token=self.chars_per_token
         )
@@ -269,15 +266,13 @@ def make_router(spec: Any, *, keyed: bool, llm: Any = None, stage: str = "llm") 
     stateful) stages, :class:`PromptAware` for LLM stages (``llm``: the stage's
     :class:`~alto.scheduling.LLMCall`), :class:`PowerOfTwo` otherwise.
     """
+    if spec is None and keyed:
+        return Rendezvous()
+    if spec in (None, "prompt_aware") and llm is not None:
+        return PromptAware(prompt=llm.prompt, kind=llm.kind, output_hint=llm.output_hint, stage=stage)
     if spec is None:
-        if keyed:
-            return Rendezvous()
-        if llm is not None:
-            return PromptAware(prompt=llm.prompt, kind=llm.kind, output_hint=llm.output_hint, stage=stage)
         return PowerOfTwo()
     if isinstance(spec, str):
-        if spec == "prompt_aware" and llm is not None:
-            return PromptAware(prompt=llm.prompt, kind=llm.kind, output_hint=llm.output_hint, stage=stage)
         return _BY_NAME[spec]()
     if isinstance(spec, Router):
         return spec.fork()
@@ -296,8 +291,6 @@ def replica_chooser(spec: Any, n: int, load: LoadFn, watch: Watch | None = None)
     runtime, delivers the replicas' reports of finished items to a router that wants
     them (``callback(replica, path, output_tokens)``).
     """
-    from .scheduling import llm_call_of
-
     router = make_router(spec.router, keyed=spec.keyed, llm=llm_call_of(spec.fn), stage=spec.name)
     if watch is not None and hasattr(router, "completed"):
         watch(router.completed)
