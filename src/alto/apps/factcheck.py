@@ -283,11 +283,15 @@ class _Verification:
             chosen += [d for d in (assessment.subject, assessment.conflict) if d is not None]
         chosen += [d for d in ranked if d not in chosen]
         chosen = chosen[: cfg.evidence_per_claim + (assessment is not None and assessment.subject is not None)]
-        evidence = []
-        for n, doc in enumerate(chosen, 1):
-            snippet = doc.snippet(cfg.snippet_chars)
-            sim = self.scorer.similarity(claim, f"{doc.title}. {snippet}") if self.scorer is not None else 0.0
-            evidence.append(Evidence(f"E{n}", doc.id, doc.title, snippet, fused.get(doc.id, 0.0), sim))
+        snippets = [doc.snippet(cfg.snippet_chars) for doc in chosen]
+        sims = [0.0] * len(chosen)
+        if self.scorer is not None and chosen:  # one embedding call: the claim once, then each entry
+            vecs = self.scorer.embed([claim, *(f"{d.title}. {t}" for d, t in zip(chosen, snippets, strict=True))])
+            sims = [float(v @ vecs[0]) for v in vecs[1:]]
+        evidence = [
+            Evidence(f"E{n}", doc.id, doc.title, snippet, fused.get(doc.id, 0.0), sim)
+            for n, (doc, snippet, sim) in enumerate(zip(chosen, snippets, sims, strict=True), 1)
+        ]
         return {"claim": claim, "evidence": evidence, "assessment": assessment}
 
     async def verdict(self, item: dict[str, Any]) -> Verdict:
