@@ -42,6 +42,9 @@ from alto.llm import Simulated
 from alto.scheduling import LLMCall
 
 KINDS = {"short": 2, "list": 6, "answer": 16, "essay": 40}  # median output tokens
+APPS = 16  # distinct system prompts (shared prefixes); app j asks for kind j % 4
+PROMPT_CHARS = 6000  # ~1,500 tokens of system prompt and few-shot examples per app
+PREFIX_CACHE = 4  # prefixes an engine's KV cache keeps
 SIGMA = 0.8
 MAX_BATCH = 4
 MAX_TOKENS = 200
@@ -51,17 +54,22 @@ SENDERS, REPLICAS = 4, 8
 POLICIES = {"round_robin": "round_robin", "pow2_count": "p2c", "prompt_aware": "prompt_aware"}
 
 
-def system_prompt(kind: str) -> str:
-    body = f"You are a careful assistant for {kind} answers. " * 40
-    return f"{kind}|{body[:2000]}"
+def app_kind(app: int) -> str:
+    return list(KINDS)[app % len(KINDS)]
+
+
+def system_prompt(app: int) -> str:
+    head = f"[app {app:02d} {app_kind(app)}]|"
+    body = f"You are a careful assistant for app {app}; follow the examples below. " * 100
+    return head + body[: PROMPT_CHARS - len(head)]
 
 
 def requests(n: int, seed: int = 11) -> list[dict[str, str]]:
     rng = random.Random(seed)
     out = []
     for i in range(n):
-        kind = rng.choice(list(KINDS))
-        out.append({"kind": kind, "prompt": f"{system_prompt(kind)}\nQuestion {i}: {rng.random():.6f}"})
+        app = rng.randrange(APPS)
+        out.append({"kind": app_kind(app), "prompt": f"{system_prompt(app)}\nQuestion {i}: {rng.random():.6f}"})
     return out
 
 
@@ -77,17 +85,19 @@ def make_engine_stage(time_scale: float) -> type:
                 step_s=STEP_S,
                 median_tokens={k: float(v) for k, v in KINDS.items()},
                 sigma=SIGMA,
-                kind_of=lambda text: text.split("|", 1)[0],
+                kind_of=lambda text: text.split("|", 1)[0].split()[-1].rstrip("]"),
                 time_scale=time_scale,
-                prefix_cache=4,
-                prefix_chars=2000,
+                prefix_cache=PREFIX_CACHE,
+                prefix_chars=PROMPT_CHARS,
             )
 
-        async def __call__(self, item: dict[str, str]) -> int:
+        async def __call__(self, item: dict[str, str]) -> tuple[int, bool]:
+            """(output tokens, whether the engine's prefix cache held the system prompt)."""
+            hit = self.llm.holds_prefix(item["prompt"])
             n = 0
             async for _ in self.llm.stream(item["prompt"], max_tokens=MAX_TOKENS):
                 n += 1
-            return n
+            return n, hit
 
     return Engine
 
@@ -104,17 +114,19 @@ def pipeline(policy: str, time_scale: float) -> alto.Pipeline:
     return p
 
 
-async def run_rate(rt: alto.Runtime, reqs: list[dict[str, str]], rate: float, seed: int) -> list[float]:
-    """Open-loop Poisson arrivals at ``rate`` (per real second); latencies in real seconds."""
+async def run_rate(rt: alto.Runtime, reqs: list[dict[str, str]], rate: float, seed: int) -> tuple[list[float], float]:
+    """Open-loop Poisson arrivals at ``rate`` (per real second): latencies in real seconds
+    (warm-up excluded) and the share of requests whose prefix was cached."""
     rng = random.Random(seed)
     latencies: list[float] = [0.0] * len(reqs)
+    hits: list[bool] = [False] * len(reqs)
     start = time.perf_counter()
     at = 0.0
 
     async def one(i: int, item: dict[str, str], due: float) -> None:
         await asyncio.sleep(max(0.0, start + due - time.perf_counter()))
         t0 = time.perf_counter()
-        await rt.submit(item)
+        _, hits[i] = await rt.submit(item)
         latencies[i] = time.perf_counter() - t0
 
     tasks = []
@@ -122,7 +134,8 @@ async def run_rate(rt: alto.Runtime, reqs: list[dict[str, str]], rate: float, se
         at += rng.expovariate(rate)
         tasks.append(asyncio.create_task(one(i, item, at)))
     await asyncio.gather(*tasks)
-    return latencies[len(reqs) // 10 :]  # warm-up excluded
+    warm = len(reqs) // 10  # warm-up excluded
+    return latencies[warm:], sum(hits[warm:]) / max(1, len(reqs) - warm)
 
 
 def make_rt(p: alto.Pipeline, runtime: str) -> alto.Runtime:
@@ -150,17 +163,23 @@ def at_target(rates: list[float], means: list[float], target: float) -> float:
 
 async def sweep(
     policy: str, rates: list[float], reqs: list[dict[str, str]], scale: float, runtime: str
-) -> tuple[list[float], list[float]]:
-    """Mean and P99 latency (simulated seconds) of one policy at every rate, one runtime."""
-    means: list[float] = []
-    p99s: list[float] = []
-    async with make_rt(pipeline(policy, scale), runtime) as rt:
-        for k, rate in enumerate(rates):
-            lat = sorted(x / scale for x in await run_rate(rt, reqs, rate / scale, seed=100 + k))
-            means.append(statistics.fmean(lat))
-            p99s.append(lat[min(len(lat) - 1, int(0.99 * len(lat)))])
-            print(f"{policy:>13} rate {rate:5.1f}/s  mean {means[-1]:6.2f}s  p99 {p99s[-1]:6.2f}s", file=sys.stderr)
-    return means, p99s
+) -> dict[str, list[float]]:
+    """Mean and P99 latency (simulated seconds) and prefix-cache hit rate of one policy
+    at every rate, on one runtime (a fresh runtime per rate: no engine state carries over)."""
+    out: dict[str, list[float]] = {"mean_s": [], "p99_s": [], "prefix_hit_rate": []}
+    for k, rate in enumerate(rates):
+        async with make_rt(pipeline(policy, scale), runtime) as rt:
+            real, hit_rate = await run_rate(rt, reqs, rate / scale, seed=100 + k)
+        lat = sorted(x / scale for x in real)
+        out["mean_s"].append(statistics.fmean(lat))
+        out["p99_s"].append(lat[min(len(lat) - 1, int(0.99 * len(lat)))])
+        out["prefix_hit_rate"].append(hit_rate)
+        print(
+            f"{policy:>13} rate {rate:5.1f}/s  mean {out['mean_s'][-1]:6.2f}s  p99 {out['p99_s'][-1]:6.2f}s"
+            f"  prefix hits {hit_rate:4.0%}",
+            file=sys.stderr,
+        )
+    return out
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -168,11 +187,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--quick", action="store_true", help="scaled-down times, fewer requests (< 1 min)")
     ap.add_argument("--runtime", choices=["local", "ray"], default="local")
     ap.add_argument("--requests", type=int, default=None, help="requests per rate")
+    ap.add_argument("--rates", type=lambda s: [float(x) for x in s.split(",")], help="e.g. 4,8,12")
+    ap.add_argument("--policies", type=lambda s: s.split(","), default=list(POLICIES))
     ap.add_argument("--out", type=Path)
     args = ap.parse_args(argv)
-    scale = 0.1 if args.quick else 1.0
-    n = args.requests or (200 if args.quick else 600)
-    rates = [8.0, 16.0, 24.0, 28.0, 32.0, 36.0]  # requests per simulated second
+    scale = 0.05 if args.quick else 0.1
+    n = args.requests or (300 if args.quick else 1000)
+    # requests per simulated second, from light load to past every policy's capacity
+    rates = args.rates or (
+        [4.0, 8.0, 16.0, 20.0, 24.0, 28.0] if args.quick else [4.0, 8.0, 12.0, 16.0, 20.0, 24.0, 28.0]
+    )
     reqs = requests(n)
     result: dict[str, Any] = {
         "simulated": True,
@@ -198,28 +222,28 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
         ray.init(include_dashboard=False, log_to_driver=False)
-    for policy in POLICIES:
-        means, p99s = asyncio.run(sweep(policy, rates, reqs, scale, args.runtime))
-        result[policy] = {
-            "rates": rates,
-            "mean_s": means,
-            "p99_s": p99s,
-            "throughput_at_slo": at_target(rates, means, SLO_S),
-        }
-    rr = result["round_robin"]["throughput_at_slo"] or 1e-9
-    result["ratios"] = {
-        "prompt_aware_vs_round_robin_throughput": result["prompt_aware"]["throughput_at_slo"] / rr,
-        "pow2_count_vs_round_robin_throughput": result["pow2_count"]["throughput_at_slo"] / rr,
-        "prompt_aware_lower_p99_at_every_rate": all(
-            a < b for a, b in zip(result["prompt_aware"]["p99_s"], result["round_robin"]["p99_s"], strict=True)
-        ),
-    }
+    for policy in args.policies:
+        runs = asyncio.run(sweep(policy, rates, reqs, scale, args.runtime))
+        result[policy] = {"rates": rates, **runs, "throughput_at_slo": at_target(rates, runs["mean_s"], SLO_S)}
+    if all(p in result for p in POLICIES):
+        result["ratios"] = ratios(result)
     text = json.dumps(result, indent=2)
     print(text)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(text + "\n")
     return result
+
+
+def ratios(result: dict[str, Any]) -> dict[str, Any]:
+    rr = result["round_robin"]["throughput_at_slo"] or 1e-9
+    return {
+        "prompt_aware_vs_round_robin_throughput": result["prompt_aware"]["throughput_at_slo"] / rr,
+        "pow2_count_vs_round_robin_throughput": result["pow2_count"]["throughput_at_slo"] / rr,
+        "prompt_aware_lower_p99_at_every_rate": all(
+            a < b for a, b in zip(result["prompt_aware"]["p99_s"], result["round_robin"]["p99_s"], strict=True)
+        ),
+    }
 
 
 if __name__ == "__main__":

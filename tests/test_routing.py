@@ -12,6 +12,7 @@ import pytest
 
 import alto
 from alto.routing import PowerOfTwo, PromptAware, Rendezvous, RoundRobin, make_router, stable_hash
+from alto.scheduling import LLMCall
 
 
 def test_round_robin_cycles():
@@ -69,18 +70,23 @@ def _kinds(value):
 
 def test_prompt_aware_affinity_holds_under_the_threshold_and_spills_above_it():
     r = PromptAware(prompt=str, prefix_chars=8, spill=5.0, output_hint=100)
-    shared = "SYSTEM: question {}"
-    home = r.choose((0,), shared.format(0), 4, lambda i: 0)
-    # same prefix, home within 5 mean items of the least loaded replica: it stays home
-    picks = {r.choose((k,), shared.format(k), 4, lambda i: 0) for k in range(1, 5)}
-    assert picks == {home} and r.spilled == 0
-    # keep sending the shared prefix: once home's estimate is more than 5 mean items
-    # above the least loaded replica, items spill there
-    spilled = [r.choose((k,), shared.format(k), 4, lambda i: 0) for k in range(4, 20)]
-    assert r.spilled > 0 and set(spilled) - {home}
-    # every sender agrees on the preferred replica (rendezvous on the prefix hash)
+    shared = "SYSTEM: " + "few-shot examples " * 200 + "question {}"  # ~1,000 prompt tokens
+    homes = r.homes(shared.format(0), 8)
+    assert len(homes) == 2
+    # same prefix, homes within 5 mean items of the least loaded replica: it stays home
+    picks = [r.choose((k,), shared.format(k), 8, lambda i: 0) for k in range(10)]
+    assert set(picks) == set(homes) and r.spilled == 0
+    # keep sending the shared prefix: once both homes are more than 5 mean items (plus the
+    # prefill a replica without the prefix must do) above the least loaded one, items spill
+    more = [r.choose((k,), shared.format(k), 8, lambda i: 0) for k in range(10, 40)]
+    away = [i for i in more if i not in homes]
+    assert r.spilled == len(away) > 0
+    # and spilled items gather on a replica that already holds the prefix (no new prefill)
+    assert len(set(away)) < len(away)
+    # every sender agrees on the homes (rendezvous on the prefix hash)
     other = PromptAware(prompt=str, prefix_chars=8)
-    assert other.choose((99,), shared.format(99), 4, lambda i: 0) == home
+    assert other.homes(shared.format(99), 8) == homes
+    assert other.choose((99,), shared.format(99), 8, lambda i: 0) == homes[0]
 
 
 def test_prompt_aware_sends_to_the_replica_with_fewer_outstanding_tokens():
@@ -250,3 +256,50 @@ def test_finished_items_reach_the_senders_prompt_aware_router(make_runtime, runt
         assert state["learnt"] == 48  # reported as it finished
     else:  # reports ride on acknowledgements: what finished after a replica's last ack waits
         assert state["learnt"] >= 12
+
+
+class _Tokens:
+    """An LLM stage (marked with LLMCall) that fails on "bad:0" and is slow otherwise,
+    so the other items of a failing request are still queued when it ends."""
+
+    __alto_llm__ = LLMCall(prompt=str)
+
+    async def __call__(self, x):
+        from alto.context import count_tokens
+
+        if x == "bad:0":
+            raise ValueError("boom")
+        await asyncio.sleep(0.01)
+        count_tokens(3)
+        return x
+
+
+def test_items_of_ended_requests_are_reported_to_the_router(make_runtime, runtime):
+    """LLM items skipped because their request failed are reported too (with no token
+    count), so a sender stops counting them as outstanding: its estimates do not drift
+    up and its bookkeeping does not grow, on both runtimes."""
+    from alto.runtime.emit import router_state
+
+    p = alto.Pipeline("skips")
+    parts = p.input().expand(lambda name: [f"{name}:{i}" for i in range(20)], name="split")
+    p.output(parts.map(_Tokens, replicas=2, concurrency=1, name="gen").aggregate(lambda n, xs: len(xs)))
+
+    async def main():
+        async with make_runtime(p) as rt:
+            with pytest.raises(alto.StageError):
+                await rt.submit("bad")
+            rounds = [await rt.map([f"good{k}"]) for k in range(3)]  # later acks carry the reports
+            if runtime == "local":
+                states = router_state(rt.replicas["split"][0].emit)
+            else:
+                states = (await rt.debug_state())["replicas"]["split[0]"]["routers"]
+            return rounds, states
+
+    rounds, [state] = asyncio.run(main())
+    assert rounds == [[20]] * 3
+    assert state["router"] == "PromptAware"
+    if runtime == "local":
+        assert state["outstanding"] == 0
+        assert state["learnt"] >= 60  # the good items, each with its token count
+    else:  # only what finished after a replica's last acknowledgement may be unreported
+        assert state["outstanding"] <= 20, state

@@ -246,6 +246,10 @@ class Simulated(LLM):
                     still.append(seq)
             self._running = still
 
+    def holds_prefix(self, text: str) -> bool:
+        """Whether this engine's prefix cache holds the prefix of prompt ``text`` now."""
+        return text[: self.prefix_chars] in self._prefixes
+
     @property
     def queued(self) -> int:
         """Sequences waiting for a batch slot."""

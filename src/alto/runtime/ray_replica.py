@@ -116,7 +116,7 @@ class ReplicaActor:
         finished, peer.finished = peer.finished, []
         return len(inbox) + self.replica.busy, finished
 
-    def _finished(self, path: tuple[int, ...], output_tokens: int) -> None:
+    def _finished(self, path: tuple[int, ...], output_tokens: int | None) -> None:
         peer = self._origin.pop(path, None)
         if peer is not None:
             peer.finished.append((path, output_tokens))

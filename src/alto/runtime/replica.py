@@ -215,7 +215,7 @@ class ReplicaExecutor:
         # An LLM stage reports each finished item and its output tokens to the routers
         # of its senders (prompt-aware routing): ``listeners`` are theirs.
         self.metered = llm_call_of(spec.fn) is not None
-        self.listeners: list[Callable[[tuple[int, ...], int], None]] = []
+        self.listeners: list[Callable[[tuple[int, ...], int | None], None]] = []
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -345,6 +345,8 @@ class ReplicaExecutor:
                 path = msg.path
                 rid = path[0]
                 if rid < ended.low or rid in above:
+                    if self.metered:  # never run: its sender must stop counting it
+                        self._finished(path, None)
                     continue
                 if quick is not None and quick(msg):
                     continue
@@ -397,7 +399,8 @@ class ReplicaExecutor:
                     await self._failed(lane, exc, msg)
                 lane.end_scope()
 
-    def _finished(self, path: tuple[int, ...], output_tokens: int) -> None:
+    def _finished(self, path: tuple[int, ...], output_tokens: int | None) -> None:
+        """Tell the senders' routers this LLM item is done (``None``: skipped, not run)."""
         for report in self.listeners:
             report(path, output_tokens)
 
