@@ -65,24 +65,34 @@ def local_plot(data: dict, out: Path) -> None:
     fig.savefig(out, dpi=110)
 
 
-def scheduling_plot(data: dict, out: Path) -> None:
-    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 3.4))
+def scheduling_plot(runs: list[dict], out: Path) -> None:
+    """One row per runtime: mean latency, P99 latency, prefix-cache hit rate by rate."""
+    fig, axes = plt.subplots(len(runs), 3, figsize=(13, 3.4 * len(runs)), squeeze=False)
     colors = {"round_robin": "#a0aec0", "pow2_count": "#718096", "prompt_aware": "#2b6cb0"}
-    for policy, color in colors.items():
-        d = data[policy]
-        a.plot(d["rates"], d["mean_s"], marker="o", color=color, label=policy)
-        b.plot(d["rates"], d["p99_s"], marker="o", color=color, label=policy)
-    a.axhline(data["slo_s"], color="red", linestyle="--", linewidth=0.8, label=f"target {data['slo_s']:g} s")
-    a.set_title("mean latency (lower is better)")
-    b.set_title("P99 latency")
-    for ax in (a, b):
-        ax.set_xlabel("requests / s (Poisson)")
-        ax.set_ylabel("s")
-        ax.set_yscale("log")
-        ax.legend(fontsize=8)
+    for row, data in zip(axes, runs, strict=True):
+        a, b, c = row
+        for policy, color in colors.items():
+            d = data[policy]
+            a.plot(d["rates"], d["mean_s"], marker="o", color=color, label=policy)
+            b.plot(d["rates"], d["p99_s"], marker="o", color=color, label=policy)
+            if "prefix_hit_rate" in d:
+                c.plot(d["rates"], [100 * h for h in d["prefix_hit_rate"]], marker="o", color=color, label=policy)
+        a.axhline(data["slo_s"], color="red", linestyle="--", linewidth=0.8, label=f"target {data['slo_s']:g} s")
+        where = f"{data['runtime']} runtime"
+        a.set_title(f"mean latency, {where}")
+        b.set_title(f"P99 latency, {where}")
+        c.set_title(f"prefix cache hits, {where}")
+        for ax in (a, b):
+            ax.set_ylabel("s (simulated)")
+            ax.set_yscale("log")
+        c.set_ylabel("% of requests")
+        c.set_ylim(0, 100)
+        for ax in row:
+            ax.set_xlabel("requests / s (Poisson)")
+            ax.legend(fontsize=8)
+    first = runs[0]["setting"]
     fig.suptitle(
-        f"LLM stage, {data['setting']['replicas']} replicas, {data['setting']['senders']} senders, "
-        f"SIMULATED engines ({data['runtime']} runtime)",
+        f"LLM stage, {first['replicas']} replicas, {first['senders']} senders, SIMULATED engines",
         fontsize=10,
     )
     fig.tight_layout()
@@ -90,7 +100,12 @@ def scheduling_plot(data: dict, out: Path) -> None:
 
 
 def main() -> None:
-    plots = (("overhead", local_plot), ("ray_overhead", ray_plot), ("scheduling", scheduling_plot))
+    plots = (("overhead", local_plot), ("ray_overhead", ray_plot))
+    sched = [DOCS / "scheduling.json", DOCS / "scheduling_ray.json"]
+    runs = [json.loads(p.read_text()) for p in sched if p.exists()]
+    if runs:
+        scheduling_plot(runs, DOCS / "scheduling.png")
+        print("wrote docs/scheduling.png", file=sys.stderr)
     for name, plot in plots:
         src = DOCS / f"{name}.json"
         if not src.exists():

@@ -2,27 +2,38 @@
 
     python benchmarks/scheduling.py --out docs/scheduling.json          # ~5 min
     python benchmarks/scheduling.py --quick --out /tmp/s.json           # < 1 min
-    python benchmarks/scheduling.py --runtime ray --quick --out ...
+    python benchmarks/scheduling.py --runtime ray --out docs/scheduling_ray.json
 
-The setting, fixed before looking at results: 4 sender replicas feed one LLM stage
-with 8 replicas, each replica its own SIMULATED continuous-batching engine (7B-class
-constants of ``alto.llm.Simulated``: 0.2 ms per sequence per decode step, 0.2 ms per
-prompt token of prefill) but 60 ms per decode step and a batch of at most 4 sequences (a
+The setting: 4 sender replicas feed one LLM stage with 8 replicas, each replica its own
+SIMULATED continuous-batching engine (``alto.llm.Simulated``: 0.2 ms of prefill per
+prompt token and 0.2 ms per sequence per decode step, the 7B-on-A100 order of its
+defaults) with 60 ms per decode step and a batch of at most 4 sequences (a
 memory-bound engine: long contexts leave room for few sequences; fewer, slower steps
-also keep the simulation itself off the CPU limit of a small machine) and a prefix
-cache of 4 prompts. Requests come in 4 prompt kinds, each with its own ~2,000-character
-system prompt (shared prefix) and a heavy-tailed (log-normal, sigma 0.8) output
-length: medians of 2, 6, 16 and 40 tokens, at most 200. Arrivals are open-loop Poisson at each rate, with common
-random numbers: the same requests, in the same order, at every rate and for every
-policy. Latency is per request, end to end; the first 10% of each run are warm-up and
-excluded. Throughput at the target = the largest rate whose mean latency is <= 4 s,
-interpolated linearly between the two swept rates around it (said in the JSON).
+also keep the simulation itself off the CPU limit of a small machine), and a prefix
+cache of 4 prompts. Requests come from 16 applications, each with its own system
+prompt of ~1,500 tokens (instructions and few-shot examples: the shared prefix) and
+one of 4 output kinds with a heavy-tailed (log-normal, sigma 0.8) output length:
+medians of 2, 6, 16 and 40 tokens, at most 200. Arrivals are open-loop Poisson at
+each rate, with common random numbers: the same requests, in the same order, at every
+rate and for every policy; each rate runs on a fresh runtime. Latency is per request,
+end to end; the first 10% of each run are warm-up and excluded. Throughput at the
+target = the largest rate whose mean latency is <= 4 s, interpolated linearly between
+the two swept rates around it (said in the JSON).
+
+A first version of this setting showed nothing and was revised, for two reasons stated
+in ``docs/scheduling.md``: its runs (200 requests) ended before any policy reached
+steady overload, and its 4 system prompts fitted every engine's cache, so no policy
+could gain from affinity. The policy itself was revised against this setting (two
+home replicas per prefix instead of one; a spill priced with the prefill it costs),
+and ``prefill_weight`` was set from published 7B numbers (0.25, see ``PromptAware``;
+0.1 gave 40-60% prefix hits under load, 0.3 about the same as 0.25).
 
 Policies: ``round_robin``; ``pow2_count`` (power of two choices on the sender's count
 of requests outstanding per replica); ``prompt_aware`` (the default of LLM stages:
 estimated outstanding tokens with output-length prediction per kind, prefix affinity).
-``--quick`` divides every simulated time and the target by ``1 / time_scale`` and
-multiplies the rates by it (recorded as ``time_scale``).
+Every simulated time is multiplied by ``time_scale`` (0.1; 0.05 with ``--quick``, with
+300 instead of 1,000 requests per rate) and every rate divided by it; latencies are
+reported in simulated seconds.
 """
 
 from __future__ import annotations
@@ -46,6 +57,7 @@ APPS = 16  # distinct system prompts (shared prefixes); app j asks for kind j % 
 PROMPT_CHARS = 6000  # ~1,500 tokens of system prompt and few-shot examples per app
 PREFIX_CACHE = 4  # prefixes an engine's KV cache keeps
 SIGMA = 0.8
+UNIFORM_TOKENS = 22  # --uniform: every output this long (about the mean of the kinds above)
 MAX_BATCH = 4
 MAX_TOKENS = 200
 STEP_S = 0.06
@@ -64,16 +76,22 @@ def system_prompt(app: int) -> str:
     return head + body[: PROMPT_CHARS - len(head)]
 
 
-def requests(n: int, seed: int = 11) -> list[dict[str, str]]:
+def requests(n: int, seed: int = 11, uniform: bool = False) -> list[dict[str, str]]:
+    """The requests of a run (the same for every rate and policy). ``uniform``: the case
+    prompt-aware routing cannot help -- every prompt its own (no shared prefix) and one
+    output kind, of one fixed length."""
     rng = random.Random(seed)
     out = []
     for i in range(n):
+        if uniform:
+            out.append({"kind": "uniform", "prompt": f"[request {i} uniform]|" + "x" * PROMPT_CHARS})
+            continue
         app = rng.randrange(APPS)
         out.append({"kind": app_kind(app), "prompt": f"{system_prompt(app)}\nQuestion {i}: {rng.random():.6f}"})
     return out
 
 
-def make_engine_stage(time_scale: float) -> type:
+def make_engine_stage(time_scale: float, uniform: bool = False) -> type:
     class Engine:
         """One replica of the LLM stage: its own SIMULATED engine."""
 
@@ -83,8 +101,8 @@ def make_engine_stage(time_scale: float) -> type:
             self.llm = Simulated(
                 max_batch=MAX_BATCH,
                 step_s=STEP_S,
-                median_tokens={k: float(v) for k, v in KINDS.items()},
-                sigma=SIGMA,
+                median_tokens={k: float(v) for k, v in {**KINDS, "uniform": UNIFORM_TOKENS}.items()},
+                sigma=0.0 if uniform else SIGMA,
                 kind_of=lambda text: text.split("|", 1)[0].split()[-1].rstrip("]"),
                 time_scale=time_scale,
                 prefix_cache=PREFIX_CACHE,
@@ -106,10 +124,10 @@ async def relay(item: dict[str, str]) -> dict[str, str]:
     return item
 
 
-def pipeline(policy: str, time_scale: float) -> alto.Pipeline:
+def pipeline(policy: str, time_scale: float, uniform: bool = False) -> alto.Pipeline:
     p = alto.Pipeline(f"sched_{policy}")
     sent = p.input().map(relay, replicas=SENDERS, router="round_robin", name="senders")
-    engine = make_engine_stage(time_scale)
+    engine = make_engine_stage(time_scale, uniform)
     p.output(sent.map(engine, replicas=REPLICAS, concurrency=None, router=POLICIES[policy], name="llm"))
     return p
 
@@ -162,13 +180,13 @@ def at_target(rates: list[float], means: list[float], target: float) -> float:
 
 
 async def sweep(
-    policy: str, rates: list[float], reqs: list[dict[str, str]], scale: float, runtime: str
+    policy: str, rates: list[float], reqs: list[dict[str, str]], scale: float, runtime: str, uniform: bool = False
 ) -> dict[str, list[float]]:
     """Mean and P99 latency (simulated seconds) and prefix-cache hit rate of one policy
     at every rate, on one runtime (a fresh runtime per rate: no engine state carries over)."""
     out: dict[str, list[float]] = {"mean_s": [], "p99_s": [], "prefix_hit_rate": []}
     for k, rate in enumerate(rates):
-        async with make_rt(pipeline(policy, scale), runtime) as rt:
+        async with make_rt(pipeline(policy, scale, uniform), runtime) as rt:
             real, hit_rate = await run_rate(rt, reqs, rate / scale, seed=100 + k)
         lat = sorted(x / scale for x in real)
         out["mean_s"].append(statistics.fmean(lat))
@@ -189,6 +207,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--requests", type=int, default=None, help="requests per rate")
     ap.add_argument("--rates", type=lambda s: [float(x) for x in s.split(",")], help="e.g. 4,8,12")
     ap.add_argument("--policies", type=lambda s: s.split(","), default=list(POLICIES))
+    ap.add_argument(
+        "--uniform", action="store_true", help="the case it cannot help: no shared prefixes, one output length"
+    )
     ap.add_argument("--out", type=Path)
     args = ap.parse_args(argv)
     scale = 0.05 if args.quick else 0.1
@@ -197,7 +218,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     rates = args.rates or (
         [4.0, 8.0, 16.0, 20.0, 24.0, 28.0] if args.quick else [4.0, 8.0, 12.0, 16.0, 20.0, 24.0, 28.0]
     )
-    reqs = requests(n)
+    reqs = requests(n, uniform=args.uniform)
     result: dict[str, Any] = {
         "simulated": True,
         "runtime": args.runtime,
@@ -210,7 +231,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "max_batch": MAX_BATCH,
             "max_tokens": MAX_TOKENS,
             "kinds": KINDS,
-            "sigma": SIGMA,
+            "sigma": 0.0 if args.uniform else SIGMA,
+            "uniform": args.uniform,
         },
         "note": "SIMULATED engines; latencies in simulated seconds (real / time_scale); throughput at target "
         "interpolated linearly between swept rates",
@@ -223,7 +245,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
         ray.init(include_dashboard=False, log_to_driver=False)
     for policy in args.policies:
-        runs = asyncio.run(sweep(policy, rates, reqs, scale, args.runtime))
+        runs = asyncio.run(sweep(policy, rates, reqs, scale, args.runtime, args.uniform))
         result[policy] = {"rates": rates, **runs, "throughput_at_slo": at_target(rates, runs["mean_s"], SLO_S)}
     if all(p in result for p in POLICIES):
         result["ratios"] = ratios(result)

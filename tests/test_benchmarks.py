@@ -45,3 +45,24 @@ def test_handwritten_baseline_streams_claims_before_the_answer_ends():
     assert len(report["verdicts"]) == events.count("claim") >= 2
     last_claim = len(events) - 1 - events[::-1].index("claim")
     assert events.index("verdict") < last_claim
+
+
+def test_scheduling_benchmark_runs_every_policy_on_the_same_requests(tmp_path):
+    """A short run of the scheduling benchmark: the JSON has every policy with a figure
+    per rate, and prompt-aware routing keeps prefixes where they are cached (its
+    prefix hit rate is above round robin's, which spreads 16 prefixes over 8 caches)."""
+    import json
+
+    import scheduling
+
+    out = tmp_path / "s.json"
+    result = scheduling.main(["--quick", "--requests", "60", "--rates", "8", "--out", str(out)])
+    assert json.loads(out.read_text()) == result
+    assert result["simulated"] is True and result["time_scale"] == 0.05
+    for policy in ("round_robin", "pow2_count", "prompt_aware"):
+        d = result[policy]
+        assert d["rates"] == [8.0] and len(d["mean_s"]) == len(d["p99_s"]) == 1
+        assert 0 < d["mean_s"][0] <= d["p99_s"][0]
+    assert result["prompt_aware"]["prefix_hit_rate"][0] > result["round_robin"]["prefix_hit_rate"][0]
+    # the same requests for every policy: common random numbers
+    assert scheduling.requests(60) == scheduling.requests(60)

@@ -193,15 +193,32 @@ class PromptAware(Router):
         self._mine_cost: dict[int, float] = {}
         # replica -> the prefixes this sender sent there lately: what its KV cache likely holds
         self._sent_prefixes: dict[int, OrderedDict[int, None]] = {}
+        # prefix hash -> (the last prompt with it, characters it shared with the one before)
+        self._shared: OrderedDict[int, tuple[str, int]] = OrderedDict()
         self._mean_cost = self.estimator.hint
         self.spilled = 0  # items sent away from their preferred replica (for stats and tests)
         self.max_tracked = 4096  # per replica: bounded memory when finished items go unreported
 
-    def cost(self, meta: Any, cached: bool = False) -> float:
-        """Estimated work of an item, in output tokens: its predicted output, plus its
-        prefill (prompt tokens x ``prefill_weight``) unless the replica holds its prefix."""
-        prefill = 0.0 if cached else meta.prompt_tokens * self.prefill_weight
+    def cost(self, meta: Any, cached_tokens: float = 0.0) -> float:
+        """Estimated work of an item, in output tokens: its predicted output plus the
+        prefill of the prompt tokens the replica's cache does not hold, at ``prefill_weight``."""
+        prefill = max(0.0, meta.prompt_tokens - cached_tokens) * self.prefill_weight
         return prefill + self.estimator.predict(meta.kind)
+
+    def shared_tokens(self, meta: Any) -> float:
+        """How many prompt tokens items with this prefix share (what a cache hit saves),
+        learnt by comparing each prompt with the last one that had the same prefix."""
+        last = self._shared.get(meta.prefix)
+        text = meta.prompt
+        if last is None:
+            shared = min(len(text), self.prefix_chars)
+        else:
+            shared = _common_prefix_len(last[0], text)
+            self._shared.move_to_end(meta.prefix)
+        self._shared[meta.prefix] = (text, shared)
+        if len(self._shared) > 1024:
+            self._shared.popitem(last=False)
+        return shared / self.chars_per_token
 
     def outstanding(self, i: int, reported: float) -> float:
         """Estimated tokens at replica ``i``: this sender's unfinished items, plus the
@@ -227,8 +244,9 @@ class PromptAware(Router):
         # the prefix's home replicas, the same for every sender (no coordination)
         homes = _rendezvous_top(meta.prefix, n, self.affinity)
         preferred = min(homes, key=est.__getitem__)
-        # leaving home costs a prefill where the prefix is not cached, and the spill margin
-        prefill = meta.prompt_tokens * self.prefill_weight
+        # leaving home costs the shared prefix's prefill where it is not cached, and the margin
+        shared = self.shared_tokens(meta)
+        prefill = shared * self.prefill_weight
         margin = self.spill * self._mean_cost
 
         def finish(i: int) -> float:
@@ -239,7 +257,7 @@ class PromptAware(Router):
         pick = min(range(n), key=lambda i: (finish(i), i != preferred))
         if pick != preferred:
             self.spilled += 1
-        cost = self.cost(meta, cached=self._holds(pick, meta.prefix))
+        cost = self.cost(meta, shared if self._holds(pick, meta.prefix) else 0.0)
         sent = self._sent_prefixes.setdefault(pick, OrderedDict())
         sent[meta.prefix] = None
         sent.move_to_end(meta.prefix)
@@ -269,6 +287,18 @@ class PromptAware(Router):
         self._mine_cost[replica] = max(0.0, self._mine_cost.get(replica, 0.0) - cost)
         if output_tokens is not None:
             self.estimator.observe(kind, output_tokens)
+
+
+def _common_prefix_len(a: str, b: str) -> int:
+    """Length of the longest common prefix (binary search on slices: C-speed compares)."""
+    lo, hi = 0, min(len(a), len(b))
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if a[:mid] == b[:mid]:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
 
 
 def _rendezvous_top(h: int, n: int, k: int) -> list[int]:

@@ -54,6 +54,7 @@ class ItemMeta:
     prompt_tokens: int
     kind: str
     prefix: int  # hash of the prompt's first characters (items sharing it share a KV prefix)
+    prompt: str = ""  # the prompt text (for the length of the prefix it shares with others)
 
 
 def item_meta(
@@ -69,7 +70,7 @@ def item_meta(
     except Exception:  # the user's kind= function failed on this value: use the stage
         kind = stage
     prefix = zlib.crc32(text[:prefix_chars].encode("utf-8", "replace"))
-    return ItemMeta(max(1, round(len(text) / chars_per_token)), kind, prefix)
+    return ItemMeta(max(1, round(len(text) / chars_per_token)), kind, prefix, text)
 
 
 class OutputEstimator:

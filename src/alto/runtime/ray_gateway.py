@@ -382,6 +382,8 @@ class Gateway:
         self.requests.close("the runtime was closed before this request finished")
         self._janitor.cancel()
         self._health.cancel()
+        if self.sender is not None:
+            self.sender.close()
         if self.pool is not None:
             await self.pool.close()
             await self.endpoint.close()

@@ -15,7 +15,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from ..ancestry import Message
+from ..ancestry import Item, Message
 from ..operators import Right
 from ..pipeline import Pipeline
 from .emit import build_emit
@@ -24,19 +24,22 @@ from .wire import Pool
 log = logging.getLogger("alto.ray")
 
 WINDOW = 8  # unacknowledged batches per link before a sender waits
+POLL_S = 0.02  # an idle link with unreported LLM items is asked for its reports this often
 
 
 class Link:
     """A sender's connection to one receiver: batching, a window of unacked batches."""
 
-    __slots__ = ("buf", "dead", "gen", "inflight", "load", "send", "sent", "waiters")
+    __slots__ = ("buf", "dead", "gen", "inflight", "inflight_msgs", "load", "pending", "send", "sent", "waiters")
 
     def __init__(self, send: Callable[[list[Any]], Any]) -> None:
         self.send = send
         self.gen = 0  # bumped when rewired to a replacement: late failures of old batches are ignored
         self.buf: list[Any] = []
-        self.inflight = 0
+        self.inflight = 0  # batches sent, not acknowledged
+        self.inflight_msgs = 0  # the messages in them
         self.load = 0
+        self.pending = 0  # LLM items sent here whose finish is not reported yet
         self.dead = False
         self.waiters: list[asyncio.Future[None]] = []
         self.sent: set[int] = set()  # open requests with items sent here: who to replay if it dies
@@ -57,6 +60,7 @@ class Sender:
         self._on_dead = on_dead
         self._acks: set[asyncio.Task[Any]] = set()
         self._watchers: dict[str, list[Callable[[int, tuple[int, ...], int], None]]] = {}
+        self._poller: asyncio.Task[None] | None = None
 
     def link(self, key: tuple[str, int], send: Callable[[list[Any]], Any]) -> Link:
         """Connect ``key`` to ``send``; an existing link is rewired in place, so emit
@@ -68,6 +72,7 @@ class Sender:
             link.send = send
             link.dead = False
             link.gen += 1
+            link.pending = 0  # the old replica's reports are lost with it
         return link
 
     def put(self, key: tuple[str, int], msg: Any, rid: int | None = None) -> asyncio.Future[None] | None:
@@ -76,6 +81,8 @@ class Sender:
             link.sent.add(rid)  # recorded even if dropped below: the replay must include it
         if link.dead:
             return None  # the replay after the replacement regenerates it
+        if msg.__class__ is Item and key[0] in self._watchers:
+            link.pending += 1
         link.buf.append(msg)
         self._dirty.add(key)
         if not self._scheduled:
@@ -96,32 +103,51 @@ class Sender:
                 link.buf = []
                 continue
             batch, link.buf = link.buf, []
-            link.inflight += 1
-            try:
-                ref = link.send(batch)
-            except Exception as exc:
-                self._acked(key, link, exc)
-                continue
-            task = self._loop.create_task(self._await_ack(key, link, link.gen, ref))
-            self._acks.add(task)
-            task.add_done_callback(self._acks.discard)
+            self._send(key, link, batch)
 
-    async def _await_ack(self, key: tuple[str, int], link: Link, gen: int, ref: Any) -> None:
+    def _send(self, key: tuple[str, int], link: Link, batch: list[Any]) -> None:
+        link.inflight += 1
+        link.inflight_msgs += len(batch)
+        try:
+            ref = link.send(batch)
+        except Exception as exc:
+            self._acked(key, link, exc, n=len(batch))
+            return
+        task = self._loop.create_task(self._await_ack(key, link, link.gen, ref, len(batch)))
+        self._acks.add(task)
+        task.add_done_callback(self._acks.discard)
+
+    async def _await_ack(self, key: tuple[str, int], link: Link, gen: int, ref: Any, n: int) -> None:
         try:
             load = await ref
         except Exception as exc:
-            self._acked(key, link, exc, gen)
+            self._acked(key, link, exc, gen, n)
         else:
             if isinstance(load, tuple):  # an LLM stage: (queue length, [(path, output tokens)])
                 load, finished = load
+                if gen == link.gen:
+                    link.pending = max(0, link.pending - len(finished))
                 for report in self._watchers.get(key[0], ()):
                     for path, tokens in finished:
                         report(key[1], path, tokens)
             link.load = load if isinstance(load, int) else 0
-            self._acked(key, link, None, gen)
+            self._acked(key, link, None, gen, n)
 
-    def _acked(self, key: tuple[str, int], link: Link, error: BaseException | None, gen: int | None = None) -> None:
+    async def _poll(self) -> None:
+        """Ask idle links for the reports of finished LLM items: they ride on acks, and a
+        sender that stopped sending to a replica (it looked busy) would otherwise never
+        learn that it is free again."""
+        while True:
+            await asyncio.sleep(POLL_S)
+            for key, link in self._links.items():
+                if link.pending > 0 and not link.inflight and not link.buf and not link.dead:
+                    self._send(key, link, [])
+
+    def _acked(
+        self, key: tuple[str, int], link: Link, error: BaseException | None, gen: int | None = None, n: int = 0
+    ) -> None:
         link.inflight -= 1
+        link.inflight_msgs -= n
         if error is not None and not link.dead and gen in (None, link.gen):
             link.dead = True
             log.warning("link to %s[%d] failed: %s", key[0], key[1], error)
@@ -148,15 +174,25 @@ class Sender:
     def watch(self, stage: str, report: Callable[[int, tuple[int, ...], int], None]) -> None:
         """Deliver the finished items that replicas of ``stage`` report on their acks."""
         self._watchers.setdefault(stage, []).append(report)
+        if self._poller is None:
+            self._poller = self._loop.create_task(self._poll(), name="alto:report-poll")
 
     def load(self, key: tuple[str, int]) -> int:
+        """Messages at or on their way to ``key``: its queue at the last ack, plus what
+        is in flight and buffered since."""
         link = self._links[key]
-        return link.load + link.inflight * 16 + len(link.buf)
+        return link.load + link.inflight_msgs + len(link.buf)
 
     async def drain(self) -> None:
         self.flush()
         if self._acks:
             await asyncio.gather(*self._acks, return_exceptions=True)
+
+    def close(self) -> None:
+        """Stop polling for reports (the owner is shutting down)."""
+        if self._poller is not None:
+            self._poller.cancel()
+            self._poller = None
 
 
 Send = Callable[[list[Any]], Any]  # a batch -> an awaitable of the receiver's queue length

@@ -126,10 +126,9 @@ class Endpoint:
                         n,
                     )
                     batch = []
-                if not batch:
-                    ack: Any = 0
-                elif state is None:
-                    ack = await self._receive(batch)
+                # an empty batch is a poll: its ack carries the load and the reports
+                if state is None:
+                    ack: Any = await self._receive(batch)
                 else:
                     ack = await self._receive(batch, state)
                 writer.write(_frame(ack))
