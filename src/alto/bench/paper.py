@@ -51,43 +51,12 @@ from alto.split import SPLITTERS
 
 __all__ = ["Setting", "build_pipeline", "ideal_latency", "questions"]
 
-_VOCAB = [
-    "the",
-    "protocol",
-    "server",
-    "client",
-    "mail",
-    "message",
-    "network",
-    "packet",
-    "address",
-    "host",
-    "data",
-    "system",
-    "memory",
-    "program",
-    "language",
-    "compiler",
-    "kernel",
-    "process",
-    "file",
-    "stream",
-    "query",
-    "index",
-    "model",
-    "cache",
-    "request",
-    "response",
-    "layer",
-    "route",
-    "node",
-    "graph",
-    "token",
-    "vector",
-    "database",
-    "transfer",
-    "channel",
-]
+_VOCAB_TEXT = (
+    "the protocol server client mail message network packet address host data system memory program "
+    "language compiler kernel process file stream query index model cache request response layer route "
+    "node graph token vector database transfer channel"
+)
+_VOCAB = tuple(_VOCAB_TEXT.split())
 
 
 @dataclass(frozen=True)
