@@ -1,9 +1,10 @@
-"""The ``alto`` command: ``demo``, ``run``, ``graph``, ``eval``.
+"""The ``alto`` command: ``demo``, ``run``, ``graph``, ``eval``, ``bench``.
 
 alto demo                                   # the fact-check, streamed, then the baseline
 alto run examples.pipelines:words --input in.jsonl
 alto graph alto.apps.factcheck:demo_pipeline --format mermaid
 alto eval factcheck eval/factcheck/test.jsonl --out result.json
+alto bench paper --quick --out paper.json     # the paper's experiment (SIMULATED engines)
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from rich.table import Table
 
 import alto
 
+from .bench.cli import bench_app
 from .graph import to_dot, to_mermaid
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="ALTO: streaming compound AI pipelines.")
@@ -277,6 +279,7 @@ def demo(
 
 eval_app = typer.Typer(no_args_is_help=True, help="Measure an application on labelled data.")
 app.add_typer(eval_app, name="eval")
+app.add_typer(bench_app, name="bench")
 
 
 def _percent(x: float | None) -> str:

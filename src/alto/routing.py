@@ -135,8 +135,8 @@ class PromptAware(Router):
 
     Each sender keeps its own estimate per replica -- the tokens of the items it sent
     there that are not reported finished (predicted output tokens of the item's kind,
-    plus its prompt tokens times ``prefill_weight`` where the replica is not believed to
-    hold its prefix) -- plus, for items of other senders, the replica's reported queue
+    plus its prompt tokens times ``prefill_weight``, less the shared prefix where the
+    replica is believed to hold it) -- plus, for items of other senders, the replica's reported queue
     length at the mean item cost. Replicas report each finished item with its real
     output tokens (:meth:`completed`, carried on acknowledgements), which removes it
     from the estimate and teaches the :class:`~alto.scheduling.OutputEstimator`. No
@@ -150,7 +150,10 @@ class PromptAware(Router):
     prefix. An item leaves home only when another replica would finish it sooner by
     more than ``spill`` mean item costs *plus* the prefill it would cost there; each
     sender remembers the last ``prefix_memory`` prefixes it sent to each replica, so
-    spilled items of one prefix gather where that prefix already is.
+    spilled items of one prefix gather where that prefix already is. How long the
+    shared prefix is (what a cache hit saves) is learnt by comparing each prompt with
+    the last one of the same prefix: a long system prompt holds items at home, a short
+    shared instruction barely does.
 
     ``prefill_weight`` (0.25) prices a prompt token in output tokens of engine time: a
     7B model on one A100 prefills ~5,000 tokens/s (0.2 ms a token) and spends ~0.8 ms

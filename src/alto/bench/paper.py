@@ -38,9 +38,11 @@ claim is checked, a claim's full query list before any search).
 from __future__ import annotations
 
 import asyncio
+import math
 import random
+import statistics
 import zlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -255,3 +257,213 @@ def alto_system(rt: Any) -> Callable[[Any], AsyncIterator[Any]]:
             yield ev.value
 
     return system
+
+
+# -- the experiment -----------------------------------------------------------------------
+
+TARGET_S = 4.0
+RATES = (1.0, 2.0, 4.0, 6.0, 8.0, 10.0, 12.0)  # requests per simulated second, 10 claims
+HEATMAP_CLAIMS = (2, 4, 8, 10, 16)
+HEATMAP_TARGETS = (2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0)
+
+
+def factories(setting: Setting, time_scale: float, runtime: str, langgraph: bool = False) -> dict[str, Any]:
+    """``streaming`` and ``baseline`` (and ``langgraph``): the same components, a fresh
+    runtime or graph (fresh engines) per run."""
+    from contextlib import asynccontextmanager
+
+    @asynccontextmanager
+    async def start(streaming: bool) -> AsyncIterator[Any]:
+        p = build_pipeline(setting, time_scale)
+        opts: dict[str, Any] = {"max_requests": 100_000, "timeout_s": 3600}
+        if runtime == "ray":
+            from alto.runtime.ray import RayRuntime
+
+            rt: Any = RayRuntime(p, streaming=streaming, **opts)
+        else:
+            rt = alto.LocalRuntime(p, streaming=streaming, **opts)
+        async with rt:
+            yield alto_system(rt)
+
+    out = {"streaming": lambda: start(True), "baseline": lambda: start(False)}
+    if langgraph:
+        from .langgraph_app import langgraph_factory
+
+        out["langgraph"] = langgraph_factory(setting, time_scale)
+    return out
+
+
+def cpu_per_request(setting: Setting, requests: int = 40, langgraph: bool = True) -> dict[str, float]:
+    """CPU milliseconds per request of each system, engines at zero delay (what is left
+    is orchestration and the components' own code), all requests in flight at once."""
+    import time
+
+    async def measure(factory: Any) -> float:
+        async with factory() as system:
+            inputs = questions(requests)
+
+            async def one(q: str) -> None:
+                async for _ in system(q):
+                    pass
+
+            await one(inputs[0])  # warm: first-call costs are not per request
+            t0 = time.process_time()
+            await asyncio.gather(*(one(q) for q in inputs))
+            return (time.process_time() - t0) * 1000 / requests
+
+    systems = factories(setting, 0.0, "local", langgraph)
+    return {name: asyncio.run(measure(f)) for name, f in systems.items()}
+
+
+async def experiment(
+    setting: Setting,
+    rates: Sequence[float],
+    requests: int,
+    *,
+    time_scale: float,
+    runtime: str = "local",
+    quiet: bool = False,
+    langgraph: bool = False,
+) -> dict[str, Any]:
+    """Both systems (and LangGraph) over ``rates`` on one setting: curves, ideal latency, ratios."""
+    from .sweep import compare, curve, sweep
+
+    inputs = questions(requests)
+    runs, mismatches = await sweep(
+        factories(setting, time_scale, runtime, langgraph), inputs, rates, time_scale=time_scale, quiet=quiet
+    )
+    ideal = statistics.fmean(ideal_latency(setting, q) for q in inputs[int(0.1 * len(inputs)) :])
+    out: dict[str, Any] = {}
+    for name, summaries in runs.items():
+        out[name] = curve(summaries, TARGET_S)
+        out[name]["ideal_mean_s"] = ideal
+    ratios = compare(out["streaming"], out["baseline"], TARGET_S)
+    i = out["baseline"]["rates"].index(ratios["equal_load_rate"])
+    for name in runs:
+        out[name]["p99_s_at_equal_load"] = out[name]["p99_s"][i]
+        out[name]["mean_s_at_equal_load"] = out[name]["mean_s"][i]
+        out[name]["first_mean_s_at_equal_load"] = out[name]["first_mean_s"][i]
+    out["ratios"] = ratios
+    if "langgraph" in out:
+        out["ratios_vs_langgraph"] = compare(out["streaming"], out["langgraph"], TARGET_S)
+    out["ideal_mean_s"] = ideal
+    out["streaming_low_load_vs_ideal"] = out["streaming"]["mean_s"][0] / ideal
+    out["identical_outputs"] = not mismatches
+    out["mismatches"] = mismatches[:10]
+    return out
+
+
+def heatmap(curves: dict[int, dict[str, Any]], targets: Sequence[float]) -> list[list[float]]:
+    """Throughput ratio (streaming / baseline) per claims count (rows) and target (columns),
+    from each claims count's two curves (inf: only streaming meets the target; nan:
+    neither does at the swept rates)."""
+    from .load import throughput_at
+
+    rows = []
+    for _claims, run in sorted(curves.items()):
+        row = []
+        for target in targets:
+            s, _ = throughput_at(run["streaming"]["rates"], run["streaming"]["mean_s"], target)
+            b, _ = throughput_at(run["baseline"]["rates"], run["baseline"]["mean_s"], target)
+            row.append(s / b if b > 0 else (math.inf if s > 0 else math.nan))
+        rows.append(row)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """``python benchmarks/paper.py [--quick] [--heatmap] [--runtime ray] --out FILE``."""
+    import argparse
+    import json
+    import sys
+    from pathlib import Path
+
+    ap = argparse.ArgumentParser(description="The paper's fact-check experiment, streaming vs not (SIMULATED).")
+    ap.add_argument("--quick", action="store_true", help="fewer requests, times scaled by 0.5 (< 1 min)")
+    ap.add_argument("--heatmap", action="store_true", help="also sweep claims per answer x latency target")
+    ap.add_argument("--runtime", choices=["local", "ray"], default="local")
+    ap.add_argument("--requests", type=int, help="requests per rate")
+    ap.add_argument("--rates", type=lambda s: [float(x) for x in s.split(",")])
+    ap.add_argument("--no-langgraph", action="store_true", help="skip the LangGraph baseline")
+    ap.add_argument("--out", type=Path)
+    args = ap.parse_args(argv)
+    with_langgraph = not args.no_langgraph and args.runtime == "local"
+    scale = 0.5 if args.quick else 1.0
+    n = args.requests or (40 if args.quick else 120)
+    rates = args.rates or list(RATES[1::2] if args.quick else RATES)
+    setting = Setting()
+    if args.runtime == "ray":
+        _start_ray_cluster()
+    result: dict[str, Any] = {
+        "simulated": True,
+        "runtime": args.runtime,
+        "time_scale": scale,
+        "slo_s": TARGET_S,
+        "requests_per_rate": n,
+        "setting": setting.describe(),
+        "note": "SIMULATED engines (7B on A100 constants, see alto.bench.paper); latencies in simulated "
+        "seconds; throughput at the target interpolated linearly between swept rates",
+    }
+    main_run = asyncio.run(
+        experiment(setting, rates, n, time_scale=scale, runtime=args.runtime, langgraph=with_langgraph)
+    )
+    result.update(main_run)
+    result["cpu_ms_per_request"] = cpu_per_request(setting, langgraph=with_langgraph)
+    if args.heatmap:
+        curves = {}
+        for claims in HEATMAP_CLAIMS:
+            scaled = [r * 10 / claims for r in rates]  # about the same load in tokens
+            print(f"heat map: {claims} claims per answer", file=sys.stderr)
+            curves[claims] = asyncio.run(
+                experiment(setting.with_claims(claims), scaled, n, time_scale=scale, runtime=args.runtime)
+            )
+        result["heatmap"] = {
+            "claims": list(HEATMAP_CLAIMS),
+            "targets_s": list(HEATMAP_TARGETS),
+            "throughput_ratio": heatmap(curves, HEATMAP_TARGETS),
+            "curves": {str(k): {s: v[s] for s in ("streaming", "baseline")} for k, v in curves.items()},
+        }
+    text = json.dumps(result, indent=2, default=str)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text + "\n")
+    _print_table(result, sys.stderr)
+    return result
+
+
+def _start_ray_cluster() -> None:
+    """Three simulated nodes on this machine (``ray.cluster_utils.Cluster``)."""
+    import os
+
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    import ray
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 8, "include_dashboard": False})
+    for _ in range(2):
+        cluster.add_node(num_cpus=8)
+    cluster.wait_for_nodes()
+    ray.init(address=cluster.address, include_dashboard=False, log_to_driver=False)
+
+
+def _print_table(result: dict[str, Any], file: Any) -> None:
+    s, b, r = result["streaming"], result["baseline"], result["ratios"]
+    print(
+        f"throughput at {result['slo_s']:g} s: streaming {s['throughput_at_slo']:.2f}/s, baseline "
+        f"{b['throughput_at_slo']:.2f}/s ({r['throughput_ratio']:.2f}x)\n"
+        f"at {r['equal_load_rate']:g}/s: P99 {s['p99_s_at_equal_load']:.2f} s vs {b['p99_s_at_equal_load']:.2f} s "
+        f"({r['p99_ratio_at_equal_load']:.2f}x lower); mean {s['mean_s_at_equal_load']:.2f} vs "
+        f"{b['mean_s_at_equal_load']:.2f} s; first verdict {s['first_mean_s_at_equal_load']:.2f} vs "
+        f"{b['first_mean_s_at_equal_load']:.2f} s\n"
+        f"ideal mean {result['ideal_mean_s']:.2f} s; streaming at the lowest rate "
+        f"{result['streaming_low_load_vs_ideal']:.2f}x ideal; identical outputs: {result['identical_outputs']}",
+        file=file,
+    )
+    if "langgraph" in result:
+        g, rg = result["langgraph"], result["ratios_vs_langgraph"]
+        mean_g = g["mean_s"][g["rates"].index(rg["equal_load_rate"])]
+        print(
+            f"LangGraph: throughput at the target {g['throughput_at_slo']:.2f}/s (ALTO {rg['throughput_ratio']:.2f}x); "
+            f"at {rg['equal_load_rate']:g}/s mean {mean_g:.2f} s (ALTO {rg['mean_ratio_at_equal_load']:.2f}x lower)",
+            file=file,
+        )
+    print(f"CPU ms per request: {result.get('cpu_ms_per_request')}", file=file)
