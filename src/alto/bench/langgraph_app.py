@@ -25,7 +25,7 @@ from typing import Annotated, Any, TypedDict
 
 from alto.split import Lines, Sentences
 
-from .paper import PaperEngine, Setting, answer_prompt, merge, queries_prompt, search, verdict_prompt
+from .paper_model import PaperEngine, Setting, answer_prompt, merge, queries_prompt, search, verdict_prompt
 
 __all__ = ["build_graph", "langgraph_factory"]
 
