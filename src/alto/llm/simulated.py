@@ -215,7 +215,14 @@ class Simulated(LLM):
             seq.cancelled = True
 
     async def _run(self) -> None:
-        """The engine loop: admit, sleep one step, emit a token to every running sequence."""
+        """The engine loop: admit, sleep one step, emit a token to every running sequence.
+
+        Steps are timed against a running deadline, not slept one after another: the
+        event loop wakes a sleeper late by a fraction of a millisecond, and over the
+        hundreds of steps of a long generation that lateness would add up to a slower
+        engine than the one modelled (at most one step of lag is caught up)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time()
         while self._waiting or self._running:
             admitted = 0
             while self._waiting and len(self._running) < self.max_batch:
@@ -231,8 +238,12 @@ class Simulated(LLM):
                 admitted += seq.prompt_tokens
             batch = len(self._running)
             self.max_batch_seen = max(self.max_batch_seen, batch)
-            dt = self.step_s + self.step_s_per_seq * batch + self.prefill_s_per_token * admitted
-            await asyncio.sleep(dt * self.time_scale)
+            dt = (self.step_s + self.step_s_per_seq * batch + self.prefill_s_per_token * admitted) * self.time_scale
+            deadline += dt
+            now = loop.time()
+            if deadline < now - dt:  # behind by more than a step (a busy CPU): do not race to catch up
+                deadline = now
+            await asyncio.sleep(max(0.0, deadline - now))
             self.steps += 1
             still = []
             for seq in self._running:
