@@ -99,6 +99,55 @@ def scheduling_plot(runs: list[dict], out: Path) -> None:
     fig.savefig(out, dpi=110)
 
 
+def paper_plot(data: dict, out: Path, heat_out: Path) -> None:
+    """Latency curves of the paper experiment, and the heat map of throughput ratios."""
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    colors = {"streaming": "#2b6cb0", "baseline": "#a0aec0", "langgraph": "#dd6b20"}
+    panels = (("mean_s", "mean latency"), ("p99_s", "P99 latency"), ("first_mean_s", "time to first verdict (mean)"))
+    for ax, (key, title) in zip(axes, panels, strict=True):
+        for name, color in colors.items():
+            if name in data:
+                ax.plot(data[name]["rates"], data[name][key], marker="o", color=color, label=name)
+        if key != "first_mean_s":
+            ax.axhline(data["slo_s"], color="red", linestyle="--", linewidth=0.8, label=f"target {data['slo_s']:g} s")
+            ax.axhline(data["ideal_mean_s"], color="green", linestyle=":", linewidth=0.8, label="ideal (mean)")
+        ax.set_title(title)
+        ax.set_xlabel("requests / s (Poisson)")
+        ax.set_ylabel("s (simulated)")
+        ax.legend(fontsize=8)
+    fig.suptitle(
+        f"fact-check, {data['setting']['claims']} claims per answer, {data['setting']['llm_replicas']} SIMULATED "
+        f"7B engines per LLM stage ({data['runtime']} runtime)",
+        fontsize=10,
+    )
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    heat = data.get("heatmap")
+    if not heat:
+        return
+    import numpy as np
+
+    grid = np.array(heat["throughput_ratio"], dtype=float)
+    shown = np.where(np.isfinite(grid), grid, np.nan)
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    im = ax.imshow(
+        shown, cmap="Blues", aspect="auto", vmin=0.5, vmax=max(3.0, np.nanmax(shown) if np.isfinite(shown).any() else 3)
+    )
+    for i in range(grid.shape[0]):
+        for j in range(grid.shape[1]):
+            v = grid[i, j]
+            text = "only\nstreaming" if v == np.inf else ("neither" if np.isnan(v) else f"{v:.2f}x")
+            ax.text(j, i, text, ha="center", va="center", fontsize=7)
+    ax.set_xticks(range(len(heat["targets_s"])), [f"{t:g} s" for t in heat["targets_s"]])
+    ax.set_yticks(range(len(heat["claims"])), [str(c) for c in heat["claims"]])
+    ax.set_xlabel("latency target (mean)")
+    ax.set_ylabel("claims per answer")
+    ax.set_title("throughput at the target: streaming / baseline (SIMULATED)", fontsize=10)
+    fig.colorbar(im, ax=ax)
+    fig.tight_layout()
+    fig.savefig(heat_out, dpi=110)
+
+
 def main() -> None:
     plots = (("overhead", local_plot), ("ray_overhead", ray_plot))
     sched = [DOCS / "scheduling.json", DOCS / "scheduling_ray.json"]
@@ -106,6 +155,11 @@ def main() -> None:
     if runs:
         scheduling_plot(runs, DOCS / "scheduling.png")
         print("wrote docs/scheduling.png", file=sys.stderr)
+    for name in ("paper", "paper_ray"):
+        src = DOCS / f"{name}.json"
+        if src.exists():
+            paper_plot(json.loads(src.read_text()), DOCS / f"{name}.png", DOCS / f"{name}_heatmap.png")
+            print(f"wrote docs/{name}.png", file=sys.stderr)
     for name, plot in plots:
         src = DOCS / f"{name}.json"
         if not src.exists():

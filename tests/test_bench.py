@@ -125,7 +125,7 @@ def test_alto_bench_run_names_a_bad_rate_list(tmp_path):
 def test_langgraph_baseline_computes_the_same_reports_as_alto():
     """The LangGraph version of the paper's pipeline (StateGraph, Send fan-out, a
     reducer) gives byte-identical reports, and streams each verdict as its task ends."""
-    from alto.bench.langgraph_app import langgraph_factory
+    from alto.bench.langgraph_apps import langgraph_factory
 
     setting = paper.Setting(claims=4, llm_replicas=2)
     inputs = paper.questions(3)
@@ -149,3 +149,31 @@ def test_langgraph_baseline_computes_the_same_reports_as_alto():
 
     seen = asyncio.run(events())
     assert len(seen) == 5 and "question" in seen[-1]  # 4 verdicts as they come, then the report
+
+
+def test_langgraph_versions_of_rag_and_summarize_give_alto_results():
+    from alto.apps import rag, summarize
+    from alto.bench.langgraph_apps import app_system, rag_graph, summarize_graph
+    from alto.llm import Simulated
+    from alto.retrieval import BM25, load_texts
+
+    docs = load_texts({"SMTP": "SMTP sends e-mail between servers.", "IMAP": "IMAP reads e-mail on a server."})
+    retriever = BM25(docs, cache=False)
+    llm = Simulated(time_scale=0, seed=9)
+    questions = ["How is e-mail sent?", "How is mail read?"]
+
+    async def run_graph(system, inputs):
+        outs = []
+        for x in inputs:
+            outs.append([o async for o in system(x)])
+        return outs
+
+    rag_alto = alto.run(rag.build_pipeline(llm, retriever), questions)
+    rag_lg = asyncio.run(run_graph(app_system(rag_graph(llm, retriever), "retrieve", "answer"), questions))
+    assert [o[-1] for o in rag_lg] == rag_alto
+
+    text = ["SMTP sends mail. IMAP reads it. POP downloads it."]
+    sum_alto = alto.run(summarize.build_pipeline(llm, max_sections=3), text)
+    sum_lg = asyncio.run(run_graph(app_system(summarize_graph(llm, max_sections=3), "section", "combine"), text))
+    assert sum_lg[0][-1] == sum_alto[0]
+    assert len(sum_lg[0]) == len(sum_alto[0]["sections"]) + 1  # each section as its task ends, then the result

@@ -36,6 +36,41 @@ ANSWER_PROMPT = (
 )
 
 
+def queries_prompt(question: str, n: int) -> str:
+    return QUERIES_PROMPT.format(n=n, question=question)
+
+
+def merge_evidence(question: str, found: list[dict[str, Any]], k: int, passages: int) -> dict[str, Any]:
+    """The passages for the answer: the queries' rankings interleaved (each query's best
+    hit first), duplicates dropped, at most ``passages``."""
+    best: dict[str, str] = {}
+    for rank in range(k):
+        for f in found:
+            if rank < len(f["hits"]):
+                doc_id, text = f["hits"][rank]
+                best.setdefault(doc_id, text)
+    chosen = list(best.items())[:passages]
+    return {"question": question, "queries": [f["query"] for f in found], "passages": chosen}
+
+
+def answer_prompt(item: dict[str, Any]) -> str:
+    text = "\n".join(f"[{doc_id}] {snippet}" for doc_id, snippet in item["passages"])
+    return ANSWER_PROMPT.format(passages=text, question=item["question"])
+
+
+def answer_result(text: str, item: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "question": item["question"],
+        "answer": text.strip(),
+        "sources": [doc_id for doc_id, _ in item["passages"]],
+        "queries": item["queries"],
+    }
+
+
+def search_hits(retriever: Retriever, query: str, k: int) -> dict[str, Any]:
+    return {"query": query, "hits": [(h.doc.id, h.doc.snippet(400)) for h in retriever.search(query, k=k)]}
+
+
 def build_pipeline(
     llm: LLM,
     retriever: Retriever,
@@ -49,7 +84,7 @@ def build_pipeline(
     """The multi-query RAG pipeline over ``retriever`` (BM25, dense or hybrid)."""
     write_queries = generate_split(
         llm,
-        lambda q: QUERIES_PROMPT.format(n=max_queries, question=q),
+        lambda q: queries_prompt(q, max_queries),
         "list",
         max_tokens=24 * max_queries,
         max_parts=max_queries,
@@ -62,35 +97,14 @@ def build_pipeline(
             yield {"question": question, "query": q}
 
     def retrieve(item: dict[str, str]) -> dict[str, Any]:
-        hits = retriever.search(item["query"], k=k)
-        return {"query": item["query"], "hits": [(h.doc.id, h.doc.snippet(400)) for h in hits]}
+        return search_hits(retriever, item["query"], k)
 
     def evidence(question: str, found: list[dict[str, Any]]) -> dict[str, Any]:
-        best: dict[str, str] = {}
-        for rank in range(k):  # interleave the queries' rankings: each query's best first
-            for f in found:
-                if rank < len(f["hits"]):
-                    doc_id, text = f["hits"][rank]
-                    best.setdefault(doc_id, text)
-        chosen = list(best.items())[:passages]
-        return {"question": question, "queries": [f["query"] for f in found], "passages": chosen}
-
-    def prompt(item: dict[str, Any]) -> str:
-        text = "\n".join(f"[{doc_id}] {snippet}" for doc_id, snippet in item["passages"])
-        return ANSWER_PROMPT.format(passages=text, question=item["question"])
-
-    def result(text: str, item: dict[str, Any]) -> dict[str, Any]:
-        return {
-            "question": item["question"],
-            "answer": text.strip(),
-            "sources": [doc_id for doc_id, _ in item["passages"]],
-            "queries": item["queries"],
-        }
+        return merge_evidence(question, found, k, passages)
 
     p = alto.Pipeline("rag")
     found = p.input().expand(queries, name="queries").map(retrieve, replicas=replicas, name="retrieve")
     merged = found.aggregate(evidence, name="evidence")
-    p.output(
-        merged.map(generate(llm, prompt, max_tokens=answer_tokens, parse=result), replicas=replicas, name="answer")
-    )
+    answer = generate(llm, answer_prompt, max_tokens=answer_tokens, parse=answer_result)
+    p.output(merged.map(answer, replicas=replicas, name="answer"))
     return p

@@ -31,13 +31,25 @@ SECTION_PROMPT = "Summarise what this document says about '{title}' in two sente
 COMBINE_PROMPT = "Combine these section summaries into one paragraph.\n\n{sections}"
 
 
+def outline_prompt(doc: str, n: int) -> str:
+    return OUTLINE_PROMPT.format(n=n, doc=doc)
+
+
+def section_prompt(item: dict[str, str]) -> str:
+    return SECTION_PROMPT.format(**item)
+
+
+def combine_prompt(gathered: dict[str, Any]) -> str:
+    return COMBINE_PROMPT.format(sections="\n".join(f"- {s['title']}: {s['summary']}" for s in gathered["sections"]))
+
+
 def build_pipeline(
     llm: LLM, *, max_sections: int = 5, section_tokens: int = 80, summary_tokens: int = 160, replicas: int = 1
 ) -> alto.Pipeline:
     """The map-reduce summariser; outputs each section summary and the final summary."""
     outline = generate_split(
         llm,
-        lambda doc: OUTLINE_PROMPT.format(n=max_sections, doc=doc),
+        lambda doc: outline_prompt(doc, max_sections),
         "list",
         max_tokens=16 * max_sections,
         max_parts=max_sections,
@@ -46,7 +58,7 @@ def build_pipeline(
     )
     section = generate(
         llm,
-        lambda item: SECTION_PROMPT.format(**item),
+        section_prompt,
         max_tokens=section_tokens,
         parse=lambda text, item: {"title": item["title"], "summary": text.strip()},
         name="section",
@@ -57,7 +69,7 @@ def build_pipeline(
 
     combine = generate(
         llm,
-        lambda g: COMBINE_PROMPT.format(sections="\n".join(f"- {s['title']}: {s['summary']}" for s in g["sections"])),
+        combine_prompt,
         max_tokens=summary_tokens,
         parse=lambda text, g: {"sections": g["sections"], "summary": text.strip()},
         name="combine",

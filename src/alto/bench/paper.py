@@ -83,7 +83,7 @@ def factories(setting: Setting, time_scale: float, runtime: str, langgraph: bool
 
     out = {"streaming": lambda: start(True), "baseline": lambda: start(False)}
     if langgraph:
-        from .langgraph_app import langgraph_factory
+        from .langgraph_apps import langgraph_factory
 
         out["langgraph"] = langgraph_factory(setting, time_scale)
     return out

@@ -10,7 +10,7 @@ from .base import LLM, LLMError, LLMUnavailable, Usage, to_messages
 from .llamacpp import LlamaCpp, default_model_path
 from .openai import OpenAICompatible
 from .simulated import Simulated
-from .stages import generate, generate_split, render
+from .stages import generate, generate_split, render, split_parts
 
 __all__ = [
     "LLM",
@@ -24,5 +24,6 @@ __all__ = [
     "generate",
     "generate_split",
     "render",
+    "split_parts",
     "to_messages",
 ]

@@ -41,7 +41,7 @@ from ..scheduling import LLMCall
 from ..split import SPLITTERS, Splitter, split_stream
 from .base import LLM, Prompt
 
-__all__ = ["generate", "generate_split", "render"]
+__all__ = ["generate", "generate_split", "render", "split_parts"]
 
 Template = str | Callable[[Any], Prompt]
 
@@ -130,7 +130,7 @@ def generate_split(
     make = SPLITTERS[splitter] if isinstance(splitter, str) else splitter
 
     async def split_stage(value: Any) -> AsyncIterator[Any]:
-        seen: set[str] = set()
+        accept = _part_filter(dedupe, keep)
         n = 0
         prompt = render(template, value)
         if isinstance(llm, LLM):
@@ -141,12 +141,8 @@ def generate_split(
             tokens = llm(prompt)
         async with aclosing(split_stream(tokens, make())) as parts:
             async for part in parts:
-                key = _normal(part)
-                if dedupe and (key in seen or not key):
+                if not accept(part):
                     continue
-                if keep is not None and not keep(part):
-                    continue
-                seen.add(key)
                 yield transform(part, value) if transform else part
                 n += 1
                 if max_parts is not None and n >= max_parts:
@@ -155,6 +151,42 @@ def generate_split(
     split_stage.__name__ = split_stage.__qualname__ = name
     split_stage.__alto_llm__ = _llm_call(template, system, kind, output_hint, max_tokens)  # type: ignore[attr-defined]
     return split_stage
+
+
+def _part_filter(dedupe: bool, keep: Callable[[Any], bool] | None) -> Callable[[Any], bool]:
+    """Which parts ``generate_split`` passes on: not a repeat (``dedupe``), and ``keep``."""
+    seen: set[str] = set()
+
+    def accept(part: Any) -> bool:
+        key = _normal(part)
+        if dedupe and (key in seen or not key):
+            return False
+        if keep is not None and not keep(part):
+            return False
+        seen.add(key)
+        return True
+
+    return accept
+
+
+def split_parts(
+    text: str,
+    splitter: str | type[Splitter] = "lines",
+    *,
+    dedupe: bool = True,
+    max_parts: int | None = None,
+    keep: Callable[[Any], bool] | None = None,
+) -> list[Any]:
+    """The parts ``generate_split`` yields, from a whole generation at once (for code that
+    gets the full text, e.g. a baseline that does not stream).
+
+    >>> split_parts("1. SMTP\\n2. IMAP\\n3. SMTP\\n4. POP\\n", "list", max_parts=2)
+    ['SMTP', 'IMAP']
+    """
+    make = SPLITTERS[splitter] if isinstance(splitter, str) else splitter
+    accept = _part_filter(dedupe, keep)
+    out = [part for part in make().split(text) if accept(part)]
+    return out if max_parts is None else out[:max_parts]
 
 
 def _llm_call(
