@@ -177,3 +177,13 @@ def test_langgraph_versions_of_rag_and_summarize_give_alto_results():
     sum_lg = asyncio.run(run_graph(app_system(summarize_graph(llm, max_sections=3), "section", "combine"), text))
     assert sum_lg[0][-1] == sum_alto[0]
     assert len(sum_lg[0]) == len(sum_alto[0]["sections"]) + 1  # each section as its task ends, then the result
+
+    from alto.apps import analysis
+    from alto.bench.langgraph_apps import analysis_graph
+    from test_apps import _letters
+
+    labels = {"vowels": "aeiou", "consonants": "zzz kkk"}
+    docs = [{"id": "d", "text": "Aeiou aia. Zzz kx. Oooo eee."}, {"id": "e", "text": ""}]
+    an_alto = alto.run(analysis.build_pipeline(labels, embed=_letters), docs)
+    an_lg = asyncio.run(run_graph(app_system(analysis_graph(labels, _letters), "classify", "report"), docs))
+    assert [o[-1] for o in an_lg] == an_alto

@@ -27,7 +27,7 @@ from alto.split import Lines, Sentences
 
 from .paper_model import PaperEngine, Setting, answer_prompt, merge, queries_prompt, search, verdict_prompt
 
-__all__ = ["app_system", "build_graph", "langgraph_factory", "rag_graph", "summarize_graph"]
+__all__ = ["analysis_graph", "app_system", "build_graph", "langgraph_factory", "rag_graph", "summarize_graph"]
 
 
 class State(TypedDict, total=False):
@@ -57,8 +57,8 @@ def build_graph(setting: Setting, time_scale: float = 1.0) -> Any:
         text = await answer_llm().complete(answer_prompt(state["question"]), max_tokens=2048)
         return {"claims": Sentences().split(text)}
 
-    def fan_out(state: State) -> list[Any]:
-        return [Send("check", ClaimTask(index=i, claim=c)) for i, c in enumerate(state["claims"])]
+    def fan_out(state: State) -> Any:  # an answer with no claims goes straight to the report
+        return [Send("check", ClaimTask(index=i, claim=c)) for i, c in enumerate(state["claims"])] or "report"
 
     async def retrieve(query: str) -> list[int]:
         await asyncio.sleep(setting.search_s * time_scale)
@@ -80,7 +80,7 @@ def build_graph(setting: Setting, time_scale: float = 1.0) -> Any:
     g.add_node("check", check)
     g.add_node("report", report)
     g.add_edge(START, "answer")
-    g.add_conditional_edges("answer", fan_out, ["check"])
+    g.add_conditional_edges("answer", fan_out, ["check", "report"])
     g.add_edge("check", "report")
     g.add_edge("report", END)
     return g.compile()
@@ -192,15 +192,15 @@ def summarize_graph(llm: Any, *, max_sections: int = 5, section_tokens: int = 80
         text = await llm.complete(summarize.combine_prompt(gathered), max_tokens=summary_tokens)
         return {"result": {"sections": gathered["sections"], "summary": text.strip()}}
 
-    def fan_out(s: _AppState) -> list[Any]:
-        return [Send("section", {"i": i, "doc": s["input"], "title": t}) for i, t in enumerate(s["items"])]
+    def fan_out(s: _AppState) -> Any:  # an empty outline goes straight to combine
+        return [Send("section", {"i": i, "doc": s["input"], "title": t}) for i, t in enumerate(s["items"])] or "combine"
 
     g = StateGraph(_AppState)
     g.add_node("outline", outline)
     g.add_node("section", section)
     g.add_node("combine", combine)
     g.add_edge(START, "outline")
-    g.add_conditional_edges("outline", fan_out, ["section"])
+    g.add_conditional_edges("outline", fan_out, ["section", "combine"])
     g.add_edge("section", "combine")
     g.add_edge("combine", END)
     return g.compile()
@@ -209,3 +209,42 @@ def summarize_graph(llm: Any, *, max_sections: int = 5, section_tokens: int = 80
 def app_system(graph: Any, partial: str, final: str) -> Callable[[Any], AsyncIterator[Any]]:
     """``rag_graph`` / ``summarize_graph`` as a load-generator system."""
     return _updates(graph, {"parts": []}, partial, final)
+
+
+def analysis_graph(labels: dict[str, str] | None = None, embed: Any = None) -> Any:
+    """Document analysis (:mod:`alto.apps.analysis`) in LangGraph: split the document,
+    one ``Send`` per sentence to classify, a reducer, the report."""
+    from langgraph.graph import END, START, StateGraph
+    from langgraph.types import Send
+
+    from alto.apps import analysis
+
+    classify = type(
+        "Classifier",
+        (analysis.Classifier,),
+        {"labels": dict(labels or analysis.DEFAULT_LABELS), "embed": staticmethod(embed) if embed else None},
+    )()
+
+    def split(state: _AppState) -> dict[str, Any]:
+        return {"items": analysis.split_document(state["input"])}
+
+    def label(task: dict[str, Any]) -> dict[str, Any]:
+        return {"parts": [(task["i"], classify(task["item"]))]}
+
+    def report(state: _AppState) -> dict[str, Any]:
+        sentences = [s for _, s in sorted(state["parts"], key=lambda p: p[0])]
+        return {"result": analysis.report(state["input"], sentences)}
+
+    g = StateGraph(_AppState)
+    g.add_node("split", split)
+    g.add_node("classify", label)
+    g.add_node("report", report)
+    g.add_edge(START, "split")
+
+    def fan_out(s: _AppState) -> Any:  # no sentences: straight to the report (no Send, no superstep)
+        return [Send("classify", {"i": i, "item": it}) for i, it in enumerate(s["items"])] or "report"
+
+    g.add_conditional_edges("split", fan_out, ["classify", "report"])
+    g.add_edge("classify", "report")
+    g.add_edge("report", END)
+    return g.compile()
