@@ -12,7 +12,7 @@ export CMAKE_ARGS ?= -DLLAVA_BUILD=OFF -DGGML_NATIVE=OFF
 export HF_HUB_OFFLINE := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: demo test test-faults lint bench install clean
+.PHONY: demo test test-faults lint bench bench-ray bench-real install clean
 
 $(PY):
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "ALTO needs Python >= 3.11: apt-get install python3.11 python3.11-venv, or make PYTHON=python3.11")'
@@ -45,10 +45,23 @@ lint: $(STAMP)
 	$(PY) -m ruff check --fix .
 	$(PY) -m ruff format .
 
+# Every benchmark figure in docs/ (JSON + PNG); ~15 min on 2 cores. bench-ray and
+# bench-real add the Ray runs and the real-model run (each ~10 min).
 bench: $(STAMP)
 	$(PY) benchmarks/overhead.py --out docs/overhead.json
 	$(PY) benchmarks/ray_overhead.py --out docs/ray_overhead.json
+	$(PY) benchmarks/scheduling.py --out docs/scheduling.json
+	$(PY) benchmarks/paper.py --heatmap --out docs/paper.json
+	$(PY) benchmarks/apps.py --out docs/apps_bench.json
 	$(PY) benchmarks/plot.py
+
+bench-ray: $(STAMP)
+	$(PY) benchmarks/scheduling.py --runtime ray --out docs/scheduling_ray.json
+	$(PY) benchmarks/paper.py --runtime ray --out docs/paper_ray.json
+	$(PY) benchmarks/plot.py
+
+bench-real: $(STAMP)
+	$(PY) benchmarks/real_model.py --out docs/real_model.json
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

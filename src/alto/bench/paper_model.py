@@ -149,8 +149,12 @@ class PaperEngine(Simulated):
         return [label, *words(s.verdict_tokens - 1, ".")]
 
 
-def build_pipeline(setting: Setting, time_scale: float = 1.0) -> alto.Pipeline:
-    """The fact-check pipeline of the setting; each LLM replica builds its own engine."""
+def build_pipeline(
+    setting: Setting, time_scale: float = 1.0, llm_resources: dict[str, float] | None = None
+) -> alto.Pipeline:
+    """The fact-check pipeline of the setting; each LLM replica builds its own engine
+    (``llm_resources``: what each LLM replica needs on Ray, e.g. one simulated GPU)."""
+    res: dict[str, Any] = {"resources": llm_resources} if llm_resources else {}
 
     def engine() -> PaperEngine:
         return PaperEngine(setting, time_scale)
@@ -197,11 +201,11 @@ def build_pipeline(setting: Setting, time_scale: float = 1.0) -> alto.Pipeline:
 
     n = setting.llm_replicas
     p = alto.Pipeline(f"factcheck_paper_{setting.claims}")
-    claims = p.input().expand(Answer, replicas=n, name="claims")
-    hits = claims.expand(Queries, replicas=n, name="queries").map(
+    claims = p.input().expand(Answer, replicas=n, name="claims", **res)
+    hits = claims.expand(Queries, replicas=n, name="queries", **res).map(
         retrieve, replicas=setting.search_replicas, name="search"
     )
-    verdicts = hits.aggregate(evidence, name="evidence").map(Verdict, replicas=n, name="verdicts")
+    verdicts = hits.aggregate(evidence, name="evidence").map(Verdict, replicas=n, name="verdicts", **res)
     p.output(verdicts)  # partial outputs: each claim's verdict as it is ready
     p.output(verdicts.aggregate(report, name="report"))
     return p
