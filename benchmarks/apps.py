@@ -128,13 +128,18 @@ async def cpu_ms(factory: Any, inputs: list[Any]) -> float:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--apps", type=lambda s: s.split(","), help="only these (merged into an existing --out)")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args(argv)
     result: dict[str, Any] = {"simulated_llm": True, "slo_s": TARGET_S}
+    if args.apps and args.out and args.out.exists():
+        result = json.loads(args.out.read_text())
     docs = load_foldoc()
     retriever = BM25(docs)
     instant = apps(docs, retriever, 0.0)
     for name, app in apps(docs, retriever).items():
+        if args.apps and name not in args.apps:
+            continue
         print(f"{name} ...", file=sys.stderr)
         runs, mismatches = asyncio.run(sweep(app["systems"], app["inputs"], app["rates"], time_scale=app["scale"]))
         r: dict[str, Any] = {s: curve(v, TARGET_S) for s, v in runs.items()}

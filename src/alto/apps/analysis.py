@@ -98,8 +98,13 @@ def build_pipeline(
     *,
     embed: Callable[[list[str]], Any] | None = None,
     replicas: int = 1,
+    concurrency: int = 4,
 ) -> alto.Pipeline:
-    """The document-analysis pipeline; ``embed`` (texts -> normalised vectors) replaces MiniLM."""
+    """The document-analysis pipeline; ``embed`` (texts -> normalised vectors) replaces MiniLM.
+
+    ``concurrency``: sentences embedded at once per replica, each in a worker thread
+    (torch releases the GIL, so they use every core; a plain function's default is 1).
+    """
     classifier = type(
         "Classifier",
         (Classifier,),
@@ -107,5 +112,9 @@ def build_pipeline(
     )
     p = alto.Pipeline("document_analysis")
     sentences = p.input().expand(split_document, name="sentences")
-    p.output(sentences.map(classifier, replicas=replicas, name="classify").aggregate(report, name="report"))
+    p.output(
+        sentences.map(classifier, replicas=replicas, concurrency=concurrency, name="classify").aggregate(
+            report, name="report"
+        )
+    )
     return p
