@@ -42,10 +42,35 @@ class ClaimTask(TypedDict):
     claim: str
 
 
-def build_graph(setting: Setting, time_scale: float = 1.0) -> Any:
-    """The compiled LangGraph graph of the fact-check pipeline on fresh SIMULATED engines."""
+def map_reduce_graph(
+    state: type,
+    first: tuple[str, Callable[..., Any]],
+    tasks: Callable[[Any], list[dict[str, Any]]],
+    worker: tuple[str, Callable[..., Any]],
+    reduce: tuple[str, Callable[..., Any]],
+) -> Any:
+    """The shape LangGraph's map-reduce guide teaches: ``first`` runs, a conditional
+    edge sends one ``Send(worker, task)`` per task (straight to ``reduce`` when there
+    are none: LangGraph would otherwise end the graph), the workers' outputs meet in a
+    reducer on the state, and ``reduce`` runs once they all finished."""
     from langgraph.graph import END, START, StateGraph
     from langgraph.types import Send
+
+    def fan_out(s: Any) -> Any:
+        return [Send(worker[0], t) for t in tasks(s)] or reduce[0]
+
+    g = StateGraph(state)
+    for name, fn in (first, worker, reduce):
+        g.add_node(name, fn)
+    g.add_edge(START, first[0])
+    g.add_conditional_edges(first[0], fan_out, [worker[0], reduce[0]])
+    g.add_edge(worker[0], reduce[0])
+    g.add_edge(reduce[0], END)
+    return g.compile()
+
+
+def build_graph(setting: Setting, time_scale: float = 1.0) -> Any:
+    """The compiled LangGraph graph of the fact-check pipeline on fresh SIMULATED engines."""
 
     def pool() -> Callable[[], PaperEngine]:
         engines = [PaperEngine(setting, time_scale) for _ in range(setting.llm_replicas)]
@@ -57,8 +82,8 @@ def build_graph(setting: Setting, time_scale: float = 1.0) -> Any:
         text = await answer_llm().complete(answer_prompt(state["question"]), max_tokens=2048)
         return {"claims": Sentences().split(text)}
 
-    def fan_out(state: State) -> Any:  # an answer with no claims goes straight to the report
-        return [Send("check", ClaimTask(index=i, claim=c)) for i, c in enumerate(state["claims"])] or "report"
+    def claims(state: State) -> list[dict[str, Any]]:
+        return [ClaimTask(index=i, claim=c) for i, c in enumerate(state["claims"])]
 
     async def retrieve(query: str) -> list[int]:
         await asyncio.sleep(setting.search_s * time_scale)
@@ -75,15 +100,7 @@ def build_graph(setting: Setting, time_scale: float = 1.0) -> Any:
         verdicts = [(c, v) for _, c, v in sorted(state["verdicts"])]
         return {"report": {"question": state["question"], "verdicts": verdicts}}
 
-    g = StateGraph(State)
-    g.add_node("answer", answer)
-    g.add_node("check", check)
-    g.add_node("report", report)
-    g.add_edge(START, "answer")
-    g.add_conditional_edges("answer", fan_out, ["check", "report"])
-    g.add_edge("check", "report")
-    g.add_edge("report", END)
-    return g.compile()
+    return map_reduce_graph(State, ("answer", answer), claims, ("check", check), ("report", report))
 
 
 def langgraph_factory(setting: Setting, time_scale: float) -> Callable[[], Any]:
@@ -136,8 +153,6 @@ class _AppState(TypedDict, total=False):
 def rag_graph(llm: Any, retriever: Any, *, k: int = 3, max_queries: int = 3, passages: int = 4) -> Any:
     """Multi-query RAG (:mod:`alto.apps.rag`) in LangGraph: the queries node writes the
     whole list, one ``Send`` per query to retrieve, a reducer, then the answer."""
-    from langgraph.graph import END, START, StateGraph
-    from langgraph.types import Send
 
     from alto.apps import rag
     from alto.llm import split_parts
@@ -155,24 +170,15 @@ def rag_graph(llm: Any, retriever: Any, *, k: int = 3, max_queries: int = 3, pas
         text = await llm.complete(rag.answer_prompt(item), max_tokens=160)
         return {"result": rag.answer_result(text, item)}
 
-    g = StateGraph(_AppState)
-    g.add_node("queries", queries)
-    g.add_node("retrieve", retrieve)
-    g.add_node("answer", answer)
-    g.add_edge(START, "queries")
-    g.add_conditional_edges(
-        "queries", lambda s: [Send("retrieve", {"i": i, "query": q}) for i, q in enumerate(s["items"])], ["retrieve"]
-    )
-    g.add_edge("retrieve", "answer")
-    g.add_edge("answer", END)
-    return g.compile()
+    def tasks(s: _AppState) -> list[dict[str, Any]]:
+        return [{"i": i, "query": q} for i, q in enumerate(s["items"])]
+
+    return map_reduce_graph(_AppState, ("queries", queries), tasks, ("retrieve", retrieve), ("answer", answer))
 
 
 def summarize_graph(llm: Any, *, max_sections: int = 5, section_tokens: int = 80, summary_tokens: int = 160) -> Any:
     """Map-reduce summarisation (:mod:`alto.apps.summarize`) in LangGraph: the outline
     node writes the whole outline, one ``Send`` per section, a reducer, the combine node."""
-    from langgraph.graph import END, START, StateGraph
-    from langgraph.types import Send
 
     from alto.apps import summarize
     from alto.llm import split_parts
@@ -192,18 +198,10 @@ def summarize_graph(llm: Any, *, max_sections: int = 5, section_tokens: int = 80
         text = await llm.complete(summarize.combine_prompt(gathered), max_tokens=summary_tokens)
         return {"result": {"sections": gathered["sections"], "summary": text.strip()}}
 
-    def fan_out(s: _AppState) -> Any:  # an empty outline goes straight to combine
-        return [Send("section", {"i": i, "doc": s["input"], "title": t}) for i, t in enumerate(s["items"])] or "combine"
+    def tasks(s: _AppState) -> list[dict[str, Any]]:
+        return [{"i": i, "doc": s["input"], "title": t} for i, t in enumerate(s["items"])]
 
-    g = StateGraph(_AppState)
-    g.add_node("outline", outline)
-    g.add_node("section", section)
-    g.add_node("combine", combine)
-    g.add_edge(START, "outline")
-    g.add_conditional_edges("outline", fan_out, ["section", "combine"])
-    g.add_edge("section", "combine")
-    g.add_edge("combine", END)
-    return g.compile()
+    return map_reduce_graph(_AppState, ("outline", outline), tasks, ("section", section), ("combine", combine))
 
 
 def app_system(graph: Any, partial: str, final: str) -> Callable[[Any], AsyncIterator[Any]]:
@@ -214,8 +212,6 @@ def app_system(graph: Any, partial: str, final: str) -> Callable[[Any], AsyncIte
 def analysis_graph(labels: dict[str, str] | None = None, embed: Any = None) -> Any:
     """Document analysis (:mod:`alto.apps.analysis`) in LangGraph: split the document,
     one ``Send`` per sentence to classify, a reducer, the report."""
-    from langgraph.graph import END, START, StateGraph
-    from langgraph.types import Send
 
     from alto.apps import analysis
 
@@ -235,16 +231,7 @@ def analysis_graph(labels: dict[str, str] | None = None, embed: Any = None) -> A
         sentences = [s for _, s in sorted(state["parts"], key=lambda p: p[0])]
         return {"result": analysis.report(state["input"], sentences)}
 
-    g = StateGraph(_AppState)
-    g.add_node("split", split)
-    g.add_node("classify", label)
-    g.add_node("report", report)
-    g.add_edge(START, "split")
+    def tasks(s: _AppState) -> list[dict[str, Any]]:
+        return [{"i": i, "item": it} for i, it in enumerate(s["items"])]
 
-    def fan_out(s: _AppState) -> Any:  # no sentences: straight to the report (no Send, no superstep)
-        return [Send("classify", {"i": i, "item": it}) for i, it in enumerate(s["items"])] or "report"
-
-    g.add_conditional_edges("split", fan_out, ["classify", "report"])
-    g.add_edge("classify", "report")
-    g.add_edge("report", END)
-    return g.compile()
+    return map_reduce_graph(_AppState, ("split", split), tasks, ("classify", label), ("report", report))
