@@ -10,7 +10,6 @@ alto bench paper --quick --out paper.json     # the paper's experiment (SIMULATE
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import importlib
 import importlib.util
 import json
@@ -28,23 +27,11 @@ import alto
 
 from .bench.cli import bench_app
 from .graph import to_dot, to_mermaid
+from .jsonable import to_jsonable
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="ALTO: streaming compound AI pipelines.")
 console = Console()
 err = Console(stderr=True)
-
-
-def to_jsonable(value: Any) -> Any:
-    """Results as JSON: dataclasses become dicts, unknown objects their repr."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return to_jsonable(dataclasses.asdict(value))
-    if isinstance(value, dict):
-        return {str(k): to_jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [to_jsonable(v) for v in value]
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return value
-    return repr(value)
 
 
 def load_pipeline(target: str) -> alto.Pipeline:
@@ -276,6 +263,32 @@ def demo(
 
 
 # -- eval ------------------------------------------------------------------------------------
+
+
+@app.command()
+def serve(
+    target: str = typer.Argument(..., help="MODULE:NAME of a Pipeline (or a function returning one)"),
+    runtime: str = typer.Option("local", help="local or ray"),
+    host: str = typer.Option("127.0.0.1", help="address to bind (loopback unless you say otherwise)"),
+    port: int = typer.Option(8000, help="port to listen on"),
+    token: str = typer.Option(None, envvar="ALTO_TOKEN", help="bearer token required on every endpoint but /healthz"),
+    max_inflight: int = typer.Option(64, help="requests run at once; more get 429 with Retry-After"),
+    timeout: float = typer.Option(60.0, help="seconds per run; longer ones get 504 and are cancelled"),
+    drain: float = typer.Option(30.0, help="on SIGTERM, seconds to let runs in flight finish"),
+) -> None:
+    """Serve a pipeline over HTTP: POST /v1/runs (JSON or Server-Sent Events), /metrics, /docs."""
+    import uvicorn
+
+    from .serve import create_app
+
+    if runtime not in ("local", "ray"):
+        raise typer.BadParameter("--runtime must be local or ray")
+    api = create_app(
+        load_pipeline(target), runtime=runtime, token=token, max_inflight=max_inflight, timeout_s=timeout, drain_s=drain
+    )
+    err.print(f"serving {target} on http://{host}:{port} ({runtime} runtime); API docs at /docs")
+    uvicorn.run(api, host=host, port=port, timeout_graceful_shutdown=drain, log_level="info")
+
 
 eval_app = typer.Typer(no_args_is_help=True, help="Measure an application on labelled data.")
 app.add_typer(eval_app, name="eval")

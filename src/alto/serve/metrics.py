@@ -1,0 +1,78 @@
+"""Prometheus metrics of a served pipeline (``GET /metrics``), in the app's own registry.
+
+Requests: in flight, finished by outcome, rejected (429), latency and time to the first
+partial output (histograms). Stages, read from the runtime when scraped: items
+handled, queue depth (load) and peak inbox per replica.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+
+__all__ = ["Metrics"]
+
+_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 16, 32, 64)
+
+
+class _Stages:
+    """A collector reading the runtime's per-replica counters at scrape time."""
+
+    def __init__(self, runtime: Callable[[], Any]) -> None:
+        self.runtime = runtime
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        rt = self.runtime()
+        stats = rt.stats() if rt is not None and hasattr(rt, "stats") else {}
+        families = {
+            "handled": GaugeMetricFamily(
+                "alto_stage_items_handled", "items a replica has handled", labels=["stage", "replica"]
+            ),
+            "load": GaugeMetricFamily(
+                "alto_stage_queue_depth", "items queued or running at a replica", labels=["stage", "replica"]
+            ),
+            "inbox_peak": GaugeMetricFamily(
+                "alto_stage_inbox_peak", "most items ever queued at a replica", labels=["stage", "replica"]
+            ),
+        }
+        for stage, s in stats.items():
+            if stage == "requests" or not isinstance(s, dict):
+                continue
+            for key, family in families.items():
+                for i, v in enumerate(s.get(key, [])):
+                    family.add_metric([stage, str(i)], float(v))
+        yield from families.values()
+
+
+class Metrics:
+    def __init__(self, pipeline: Any, runtime: Callable[[], Any], inflight: Callable[[], int]) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.in_flight = Gauge("alto_requests_in_flight", "requests being run", registry=r)
+        self.in_flight.set_function(inflight)
+        self.finished = Counter("alto_requests", "finished requests by outcome", ["outcome"], registry=r)
+        self.rejected = Counter("alto_requests_rejected", "requests refused with 429 (too many in flight)", registry=r)
+        self.latency = Histogram("alto_request_seconds", "request latency", buckets=_BUCKETS, registry=r)
+        self.first = Histogram(
+            "alto_first_output_seconds", "time to the first partial output", buckets=_BUCKETS, registry=r
+        )
+        r.register(_Stages(runtime))
+        self._first_seen: set[float] = set()
+
+    def done(self, outcome: str, t0: float) -> None:
+        self.finished.labels(outcome).inc()
+        self.latency.observe(time.perf_counter() - t0)
+        self._first_seen.discard(t0)
+
+    def first_output(self, t0: float) -> None:
+        """Called for every partial output; records the first of each request only."""
+        if t0 not in self._first_seen:
+            self._first_seen.add(t0)
+            self.first.observe(time.perf_counter() - t0)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

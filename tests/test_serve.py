@@ -1,0 +1,210 @@
+"""``alto serve``: runs, streamed partial outputs, errors, limits, auth, the client.
+
+Servers bind 127.0.0.1 on a free port and are stopped by the test that started them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import threading
+import time
+
+import httpx
+import pytest
+import uvicorn
+from fastapi.testclient import TestClient
+
+import alto
+from alto.serve import AsyncClient, Client, ServerError, create_app
+
+
+def words() -> alto.Pipeline:
+    p = alto.Pipeline("words")
+    lengths = p.input().expand(str.split, name="words").map(len, name="length")
+    p.output(lengths)
+    p.output(lengths.aggregate(lambda text, ls: sum(ls), name="total"))
+    return p
+
+
+def failing() -> alto.Pipeline:
+    def check(word: str) -> str:
+        if word == "boom":
+            raise ValueError("no booms here")
+        return word
+
+    p = alto.Pipeline("failing")
+    p.output(p.input().expand(str.split, name="words").map(check, name="check").aggregate(lambda t, ws: ws))
+    return p
+
+
+class Gate:
+    """A slow stage that records which items started and which were cancelled."""
+
+    def __init__(self, delay: float) -> None:
+        self.delay = delay
+        self.started: list[str] = []
+        self.cancelled: list[str] = []
+
+    def pipeline(self) -> alto.Pipeline:
+        async def slow(word: str) -> str:
+            self.started.append(word)
+            try:
+                await asyncio.sleep(self.delay)
+            except asyncio.CancelledError:
+                self.cancelled.append(word)
+                raise
+            return word
+
+        p = alto.Pipeline("slow")
+        parts = p.input().expand(str.split, name="words").map(slow, name="slow")
+        p.output(parts)
+        p.output(parts.aggregate(lambda t, ws: ws, name="all"))
+        return p
+
+
+@contextlib.contextmanager
+def running(app):
+    """A real uvicorn server for ``app`` on 127.0.0.1 and a free port, stopped after."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline, "server did not start"
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(30)
+
+
+def test_run_returns_the_output_and_stream_sends_partials_then_the_result():
+    with TestClient(create_app(words())) as http:
+        r = http.post("/v1/runs", json={"input": "SMTP sends mail"})
+        assert r.status_code == 200 and r.json()["output"] == 13 and r.json()["id"]
+        with http.stream("POST", "/v1/runs", json={"input": "SMTP sends mail", "stream": True}) as s:
+            assert s.headers["content-type"].startswith("text/event-stream")
+            text = "".join(s.iter_text())
+    events = [block for block in text.split("\n\n") if block]
+    kinds = [b.split("\n")[0].removeprefix("event: ") for b in events]
+    assert kinds == ["partial"] * 3 + ["result"]
+    assert '"stage": "length"' in events[0] and '"output": 13' in events[-1]
+
+
+def test_a_failing_stage_is_named_with_its_path_and_no_traceback():
+    with TestClient(create_app(failing())) as http:
+        r = http.post("/v1/runs", json={"input": "it went boom"})
+        assert r.status_code == 422
+        err = r.json()["error"]
+        assert err["stage"] == "check" and len(err["path"]) == 2 and err["request_id"]
+        assert "no booms here" in err["message"] and "Traceback" not in r.text
+        s = http.post("/v1/runs", json={"input": "boom", "stream": True})
+        assert "event: error" in s.text and '"stage": "check"' in s.text
+
+
+def test_bad_bodies_get_422_and_413_with_messages_a_person_understands():
+    with TestClient(create_app(words(), max_body=200)) as http:
+        r = http.post("/v1/runs", json={"stream": True})
+        assert r.status_code == 422 and "input" in r.json()["error"]["message"]
+        r = http.post("/v1/runs", json={"input": "x", "extra": 1})
+        assert r.status_code == 422 and "extra" in r.json()["error"]["message"]
+        r = http.post("/v1/runs", content=b"{not json", headers={"content-type": "application/json"})
+        assert r.status_code == 422
+        r = http.post("/v1/runs", json={"input": "x" * 500})
+        assert r.status_code == 413 and "200 bytes" in r.json()["error"]["message"]
+
+
+def test_token_is_required_everywhere_but_healthz():
+    with TestClient(create_app(words(), token="s3cret")) as http:
+        assert http.get("/healthz").status_code == 200
+        for method, path in (("post", "/v1/runs"), ("get", "/v1/pipeline"), ("get", "/metrics"), ("get", "/readyz")):
+            r = getattr(http, method)(path, **({"json": {"input": "a"}} if method == "post" else {}))
+            assert r.status_code == 401, path
+        r = http.post("/v1/runs", json={"input": "a b"}, headers={"Authorization": "Bearer s3cret"})
+        assert r.status_code == 200 and r.json()["output"] == 2
+        assert http.get("/readyz", headers={"Authorization": "Bearer wrong"}).status_code == 401
+
+
+def test_pipeline_readyz_and_metrics():
+    with TestClient(create_app(words())) as http:
+        assert http.get("/readyz").json() == {"ready": True}
+        info = http.get("/v1/pipeline").json()
+        names = [s["name"] for s in info["stages"]]
+        assert {"words", "length", "total"} <= set(names) and "flowchart" in info["mermaid"]
+        http.post("/v1/runs", json={"input": "one two three"})
+        http.post("/v1/runs", json={"input": "a b", "stream": True})
+        text = http.get("/metrics").text
+    assert 'alto_requests_total{outcome="ok"} 2.0' in text
+    assert "alto_request_seconds_count 2.0" in text and "alto_first_output_seconds_count 1.0" in text
+    assert 'alto_stage_items_handled{replica="0",stage="length"} 5.0' in text
+    assert "alto_requests_in_flight 0.0" in text
+
+
+def test_over_the_inflight_limit_requests_get_429_with_retry_after():
+    gate = Gate(delay=2.0)
+    with running(create_app(gate.pipeline(), max_inflight=1)) as url:
+
+        async def main():
+            async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+                first = asyncio.create_task(http.post("/v1/runs", json={"input": "slow"}))
+                while not gate.started:
+                    await asyncio.sleep(0.01)
+                second = await http.post("/v1/runs", json={"input": "fast"})
+                return await first, second
+
+        first, second = asyncio.run(main())
+    assert first.status_code == 200 and first.json()["output"] == ["slow"]
+    assert second.status_code == 429 and second.headers["retry-after"] == "1"
+
+
+def test_a_run_past_the_timeout_gets_504_and_its_work_is_cancelled():
+    gate = Gate(delay=30.0)
+    with TestClient(create_app(gate.pipeline(), timeout_s=0.5)) as http:
+        r = http.post("/v1/runs", json={"input": "a b c"})
+        assert r.status_code == 504 and "0.5 s" in r.json()["error"]["message"]
+        deadline = time.monotonic() + 10
+        while len(gate.cancelled) < 3 and time.monotonic() < deadline:
+            time.sleep(0.02)
+    assert sorted(gate.cancelled) == ["a", "b", "c"]
+
+
+def test_a_client_that_disconnects_cancels_its_work_in_every_stage():
+    gate = Gate(delay=30.0)
+    with running(create_app(gate.pipeline())) as url:
+        with (
+            httpx.Client(base_url=url, timeout=30) as http,
+            http.stream("POST", "/v1/runs", json={"input": "x y z", "stream": True}) as r,
+        ):
+            assert r.status_code == 200
+            while len(gate.started) < 3:
+                time.sleep(0.01)
+        # leaving the block closed the connection mid-stream
+        deadline = time.monotonic() + 10
+        while len(gate.cancelled) < 3 and time.monotonic() < deadline:
+            time.sleep(0.02)
+    assert sorted(gate.cancelled) == ["x", "y", "z"]
+
+
+def test_clients_run_and_stream_like_a_runtime():
+    with running(create_app(words(), token="t")) as url:
+        with Client(url, token="t") as c:
+            assert c.run("SMTP sends mail") == 13
+            events = list(c.stream("SMTP sends mail"))
+        assert [e.final for e in events] == [False] * 3 + [True]
+        assert events[0].stage == "length" and len(events[0].path) == 2 and events[-1].value == 13
+        with Client(url) as c, pytest.raises(ServerError) as exc:
+            c.run("x")
+        assert exc.value.status == 401
+
+        async def main():
+            async with AsyncClient(url, token="t") as c:
+                return await c.run("a bb"), [e async for e in c.stream("a bb")]
+
+        out, aevents = asyncio.run(main())
+    assert out == 3 and aevents[-1].value == 3 and aevents[-1].final
