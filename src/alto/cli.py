@@ -2,7 +2,7 @@
 
 alto demo                                   # the fact-check, streamed, then the baseline
 alto run examples.pipelines:words --input in.jsonl
-alto graph alto.apps.factcheck:demo_pipeline --format mermaid
+alto graph examples/pipelines.py:nested --format mermaid
 alto eval factcheck eval/factcheck/test.jsonl --out result.json
 alto bench paper --quick --out paper.json     # the paper's experiment (SIMULATED engines)
 """

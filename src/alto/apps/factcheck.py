@@ -52,6 +52,7 @@ __all__ = [
     "build_checker",
     "build_pipeline",
     "embedded_components",
+    "embedded_pipeline",
     "parse_verdict",
 ]
 
@@ -418,3 +419,10 @@ def embedded_components(*, corpus: Any = None, llm: LLM | None = None) -> tuple[
     dense = Dense(docs)
     retriever = Hybrid([BM25(docs), dense])
     return llm if llm is not None else LlamaCpp(), retriever, dense
+
+
+def embedded_pipeline() -> alto.Pipeline:
+    """The fact-check of ``alto demo`` on the embedded default (SmolLM2, FOLDOC), for
+    ``alto serve alto.apps.factcheck:embedded_pipeline`` and ``alto graph``."""
+    llm, retriever, dense = embedded_components()
+    return build_pipeline(llm, retriever, scorer=dense)
