@@ -208,3 +208,61 @@ def test_clients_run_and_stream_like_a_runtime():
 
         out, aevents = asyncio.run(main())
     assert out == 3 and aevents[-1].value == 3 and aevents[-1].final
+
+
+def test_web_view_is_served_from_the_package_and_uses_the_api():
+    with TestClient(create_app(words(), token="t")) as http:
+        page = http.get("/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert 'fetch("v1/runs"' in page.text and "stream: true" in page.text  # streams partial outputs
+    assert "http://" not in page.text and "https://" not in page.text  # nothing from a CDN
+
+
+SLOW_PIPELINE = """
+import asyncio
+import alto
+
+async def slow(text):
+    await asyncio.sleep(2.0)
+    return text.upper()
+
+pipeline = alto.Pipeline("slow")
+pipeline.output(pipeline.input().map(slow))
+"""
+
+
+def test_sigterm_drains_requests_in_flight_then_exits_0(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    (tmp_path / "slow.py").write_text(SLOW_PIPELINE)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [sys.executable, "-m", "alto.cli", "serve", f"{tmp_path / 'slow.py'}:pipeline", "--port", str(port)]
+    proc = subprocess.Popen(cmd + ["--drain", "30"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None, proc.stdout.read().decode()
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                    break
+            assert time.monotonic() < deadline, "server did not become ready"
+            time.sleep(0.1)
+        result: dict = {}
+        thread = threading.Thread(
+            target=lambda: result.update(r=httpx.post(f"{url}/v1/runs", json={"input": "mail"}, timeout=60))
+        )
+        thread.start()
+        while "alto_requests_in_flight 1.0" not in httpx.get(f"{url}/metrics", timeout=5).text:
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGTERM)  # the run in flight has ~2 s to go
+        thread.join(60)
+        assert proc.wait(60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert result["r"].status_code == 200 and result["r"].json()["output"] == "MAIL"

@@ -280,14 +280,16 @@ def serve(
     import uvicorn
 
     from .serve import create_app
+    from .serve.server import DrainingServer
 
     if runtime not in ("local", "ray"):
         raise typer.BadParameter("--runtime must be local or ray")
     api = create_app(
         load_pipeline(target), runtime=runtime, token=token, max_inflight=max_inflight, timeout_s=timeout, drain_s=drain
     )
-    err.print(f"serving {target} on http://{host}:{port} ({runtime} runtime); API docs at /docs")
-    uvicorn.run(api, host=host, port=port, timeout_graceful_shutdown=drain, log_level="info")
+    err.print(f"serving {target} on http://{host}:{port} ({runtime} runtime); web view at /, API docs at /docs")
+    config = uvicorn.Config(api, host=host, port=port, timeout_graceful_shutdown=drain, log_level="info")
+    DrainingServer(config).run()
 
 
 eval_app = typer.Typer(no_args_is_help=True, help="Measure an application on labelled data.")

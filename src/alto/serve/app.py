@@ -22,11 +22,12 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
+from importlib import resources
 from typing import Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 import alto
@@ -216,6 +217,12 @@ def create_app(
             "outputs": list(pipeline.outputs),
             "mermaid": to_mermaid(pipeline),
         }
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def web_view() -> HTMLResponse:
+        # static: it holds no data; the page asks for the token and sends it on API calls
+        page = resources.files("alto.serve").joinpath("static/index.html").read_text(encoding="utf-8")
+        return HTMLResponse(page)
 
     @app.get("/healthz", summary="The process is up")
     async def healthz() -> dict[str, bool]:
