@@ -31,7 +31,14 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/alto demo
 
+# The web view's browser test needs Debian's chromium: installed here when we are root,
+# otherwise that one test is skipped and says why.
 test: $(STAMP)
+	@command -v chromium >/dev/null || { if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing Debian's chromium for the browser test"; \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
+			|| echo "could not install chromium: the browser test will be skipped"; \
+		else echo "chromium is not installed and we are not root: the browser test will be skipped (apt-get install chromium)"; fi; }
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m pytest
