@@ -106,6 +106,7 @@ def test_a_failing_stage_is_named_with_its_path_and_no_traceback(runtime):
         assert "no booms here" in err["message"] and "Traceback" not in r.text
         s = http.post("/v1/runs", json={"input": "boom", "stream": True})
         assert "event: error" in s.text and '"stage": "check"' in s.text
+        assert 'alto_stage_errors_total{stage="check"} 2.0' in http.get("/metrics").text
 
 
 def test_bad_bodies_get_422_and_413_with_messages_a_person_understands():
@@ -356,3 +357,17 @@ def test_web_view_in_a_real_browser_shows_partial_outputs_before_the_result(tmp_
     assert events == 4 and groups == 4  # one partial output per word, each in its ancestry group
     assert "first partial output" in timings and "total" in timings
     assert (tmp_path / "web_view.png").stat().st_size > 10_000
+
+
+def test_metrics_show_router_decisions_of_llm_stages():
+    from alto.llm import Simulated, generate
+
+    p = alto.Pipeline("llm")
+    topics = p.input().expand(str.split, name="topics")
+    describe = generate(Simulated(time_scale=0, seed=1), "Describe {input}", max_tokens=8)
+    p.output(topics.map(describe, replicas=2, name="gen").aggregate(lambda t, ds: len(ds)))
+    with TestClient(create_app(p)) as http:
+        assert http.post("/v1/runs", json={"input": "smtp imap pop"}).status_code == 200
+        text = http.get("/metrics").text
+    assert 'alto_router_spilled{sender="topics[0]",stage="gen"}' in text
+    assert 'alto_router_outstanding{sender="topics[0]",stage="gen"} 0.0' in text  # every item reported done

@@ -171,6 +171,7 @@ def create_app(
                 raise _Error(504, f"the run took longer than {timeout_s:g} s; its work was cancelled") from None
             except alto.StageError as exc:
                 metrics.done("stage_error", t0)
+                metrics.stage_errors.labels(exc.stage).inc()
                 raise _Error(422, str(exc), stage=exc.stage, path=list(exc.path)) from None
             metrics.done("ok", t0)
             return {"id": rid, "output": to_jsonable(output)}
@@ -198,6 +199,7 @@ def create_app(
                 yield _sse("error", {"id": rid, "message": f"the run took longer than {timeout_s:g} s"})
             except alto.StageError as exc:
                 outcome = "stage_error"
+                metrics.stage_errors.labels(exc.stage).inc()
                 yield _sse("error", {"id": rid, "message": str(exc), "stage": exc.stage, "path": list(exc.path)})
             finally:
                 metrics.done(outcome, t0)

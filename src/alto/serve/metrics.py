@@ -46,6 +46,30 @@ class _Stages:
                 for i, v in enumerate(s.get(key, [])):
                     family.add_metric([stage, str(i)], float(v))
         yield from families.values()
+        yield from _router_families(rt)
+
+
+def _router_families(rt: Any) -> Iterator[GaugeMetricFamily]:
+    """Router decisions of the local runtime's senders: prompt-aware spills and the
+    items each sender believes outstanding, per (sender stage, destination stage)."""
+    spilled = GaugeMetricFamily(
+        "alto_router_spilled", "items sent away from their preferred replica", labels=["sender", "stage"]
+    )
+    outstanding = GaugeMetricFamily(
+        "alto_router_outstanding", "items a sender believes unfinished", labels=["sender", "stage"]
+    )
+    from ..runtime.emit import router_state
+
+    for name, reps in getattr(rt, "replicas", {}).items():
+        for rep in reps:
+            routers = getattr(rep.emit, "routers", ())
+            for router, state in zip(routers, router_state(rep.emit), strict=True):
+                if "spilled" in state:
+                    where = [f"{name}[{rep.index}]", getattr(router, "stage", "")]
+                    spilled.add_metric(where, float(state["spilled"]))
+                    outstanding.add_metric(where, float(state["outstanding"]))
+    yield spilled
+    yield outstanding
 
 
 class Metrics:
@@ -56,6 +80,7 @@ class Metrics:
         self.in_flight.set_function(inflight)
         self.finished = Counter("alto_requests", "finished requests by outcome", ["outcome"], registry=r)
         self.rejected = Counter("alto_requests_rejected", "requests refused with 429 (too many in flight)", registry=r)
+        self.stage_errors = Counter("alto_stage_errors", "runs failed by a stage, by stage", ["stage"], registry=r)
         self.latency = Histogram("alto_request_seconds", "request latency", buckets=_BUCKETS, registry=r)
         self.first = Histogram(
             "alto_first_output_seconds", "time to the first partial output", buckets=_BUCKETS, registry=r
