@@ -32,7 +32,9 @@ def flood_items(n):
         yield f"{i:08d}" + "x" * 1000    # ~1 KB per partial output
 
 flood = alto.Pipeline("flood")
-flood.output(flood.input().expand(flood_items, name="items"))
+items = flood.input().expand(flood_items, name="items")
+flood.output(items)
+flood.output(items.aggregate(lambda n, xs: len(xs), name="count"))
 """
 
 

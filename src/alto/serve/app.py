@@ -237,7 +237,7 @@ def create_app(
 
     @app.get("/metrics", dependencies=auth, summary="Prometheus metrics", response_class=PlainTextResponse)
     async def prometheus() -> PlainTextResponse:
-        return PlainTextResponse(metrics.render(), media_type="text/plain; version=0.0.4")
+        return PlainTextResponse(await metrics.render(), media_type="text/plain; version=0.0.4")
 
     return app
 

@@ -7,6 +7,7 @@ handled, queue depth (load) and peak inbox per replica.
 
 from __future__ import annotations
 
+import inspect
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -20,14 +21,15 @@ _BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 16, 32, 64)
 
 
 class _Stages:
-    """A collector reading the runtime's per-replica counters at scrape time."""
+    """A collector of the runtime's per-replica counters, as read at the last scrape."""
 
     def __init__(self, runtime: Callable[[], Any]) -> None:
         self.runtime = runtime
+        self.stats: dict[str, Any] = {}
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         rt = self.runtime()
-        stats = rt.stats() if rt is not None and hasattr(rt, "stats") else {}
+        stats = self.stats
         families = {
             "handled": GaugeMetricFamily(
                 "alto_stage_items_handled", "items a replica has handled", labels=["stage", "replica"]
@@ -85,7 +87,9 @@ class Metrics:
         self.first = Histogram(
             "alto_first_output_seconds", "time to the first partial output", buckets=_BUCKETS, registry=r
         )
-        r.register(_Stages(runtime))
+        self._stages = _Stages(runtime)
+        r.register(self._stages)
+        self._runtime = runtime
         self._first_seen: set[float] = set()
 
     def done(self, outcome: str, t0: float) -> None:
@@ -99,5 +103,12 @@ class Metrics:
             self._first_seen.add(t0)
             self.first.observe(time.perf_counter() - t0)
 
-    def render(self) -> bytes:
+    async def render(self) -> bytes:
+        """The metrics text; reads the runtime's counters first (the local runtime's
+        ``stats()`` is a function, Ray's a coroutine: it asks the gateway)."""
+        rt = self._runtime()
+        stats: Any = rt.stats() if rt is not None and hasattr(rt, "stats") else {}
+        if inspect.isawaitable(stats):
+            stats = await stats
+        self._stages.stats = stats if isinstance(stats, dict) else {}
         return generate_latest(self.registry)
