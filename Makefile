@@ -52,8 +52,8 @@ lint: $(STAMP)
 	$(PY) -m ruff check --fix .
 	$(PY) -m ruff format .
 
-# Every benchmark figure in docs/ (JSON + PNG); ~15 min on 2 cores. bench-ray and
-# bench-real add the Ray runs and the real-model run (each ~10 min).
+# Every benchmark figure in docs/ (JSON + PNG); ~27 min on 2 cores. bench-ray and
+# bench-real add the Ray runs and the real-model run (~20 and ~10 min).
 bench: $(STAMP)
 	$(PY) benchmarks/overhead.py --out docs/overhead.json
 	$(PY) benchmarks/ray_overhead.py --out docs/ray_overhead.json
