@@ -24,10 +24,9 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import alto
 from alto.apps import analysis, rag, summarize
 from alto.bench.langgraph_apps import analysis_graph, app_system, rag_graph, summarize_graph
-from alto.bench.sweep import compare, curve, sweep
+from alto.bench.sweep import compare, cpu_ms_per_request, curve, runtime_factory, sweep
 from alto.llm import Simulated
 from alto.retrieval import BM25, load_foldoc
 
@@ -36,17 +35,7 @@ TARGET_S = 4.0
 
 
 def alto_factory(build: Any, streaming: bool) -> Any:
-    @asynccontextmanager
-    async def start() -> Any:
-        async with alto.LocalRuntime(build(), streaming=streaming, max_requests=100_000) as rt:
-
-            async def system(x: Any) -> Any:
-                async for ev in rt.stream(x):
-                    yield ev.value
-
-            yield system
-
-    return start
+    return runtime_factory(build, streaming=streaming)
 
 
 def graph_factory(make_graph: Any, partial: str, final: str) -> Any:
@@ -112,20 +101,6 @@ def apps(docs: list[Any], retriever: Any, llm_scale: float = TIME_SCALE) -> dict
     return out
 
 
-async def cpu_ms(factory: Any, inputs: list[Any]) -> float:
-    """CPU milliseconds per request, all in flight at once, engines at zero delay."""
-    async with factory() as system:
-
-        async def one(x: Any) -> None:
-            async for _ in system(x):
-                pass
-
-        await one(inputs[0])
-        t0 = time.process_time()
-        await asyncio.gather(*(one(x) for x in inputs))
-        return (time.process_time() - t0) * 1000 / len(inputs)
-
-
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--apps", type=lambda s: s.split(","), help="only these (merged into an existing --out)")
@@ -146,7 +121,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         r["unloaded_mean_s"] = asyncio.run(unloaded(app["systems"]["streaming"], app["inputs"][:8], app["scale"]))
         r["identical_outputs"] = not mismatches
         r["cpu_ms_per_request"] = {
-            s: asyncio.run(cpu_ms(f, instant[name]["inputs"][:20])) for s, f in instant[name]["systems"].items()
+            s: asyncio.run(cpu_ms_per_request(f, instant[name]["inputs"][:20]))
+            for s, f in instant[name]["systems"].items()
         }
         r["time_scale"] = app["scale"]
         r["vs_baseline"] = compare(r["streaming"], r["baseline"], TARGET_S)

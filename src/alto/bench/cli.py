@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +43,7 @@ def bench_run(
     """Poisson arrivals at each rate (the same requests in the same order at every rate);
     latency, time to first partial output, and throughput at the target."""
     from ..cli import load_pipeline
-    from .sweep import curve, sweep
+    from .sweep import curve, runtime_factory, sweep
 
     pipeline = load_pipeline(target)
     lines = [json.loads(line) for line in input.read_text().splitlines() if line.strip()]
@@ -55,25 +54,7 @@ def bench_run(
         raise typer.BadParameter("--runtime must be local or ray")
 
     def factory(stream: bool) -> Any:
-        @asynccontextmanager
-        async def start() -> Any:
-            import alto
-
-            if runtime == "ray":
-                from ..runtime.ray import RayRuntime
-
-                rt: Any = RayRuntime(pipeline, streaming=stream, max_requests=100_000)
-            else:
-                rt = alto.LocalRuntime(pipeline, streaming=stream, max_requests=100_000)
-            async with rt:
-
-                async def system(x: Any) -> Any:
-                    async for ev in rt.stream(x):
-                        yield ev.value
-
-                yield system
-
-        return start
+        return runtime_factory(lambda: pipeline, streaming=stream, runtime=runtime)
 
     systems = {"streaming": factory(True)}
     if baseline:

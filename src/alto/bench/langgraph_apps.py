@@ -128,21 +128,6 @@ def langgraph_factory(setting: Setting, time_scale: float) -> Callable[[], Any]:
 # -- the other applications, the same way ----------------------------------------------
 
 
-def _updates(graph: Any, state: dict[str, Any], partial: str, final: str) -> Callable[[Any], AsyncIterator[Any]]:
-    """A load-generator system over a compiled graph: yields the ``partial`` node's
-    outputs as their tasks finish, then the ``final`` node's result."""
-
-    async def system(value: Any) -> AsyncIterator[Any]:
-        async for update in graph.astream(state | {"input": value}, stream_mode="updates"):
-            for node, out in update.items():
-                if node == partial:
-                    yield out["parts"][0][1]
-                elif node == final:
-                    yield out["result"]
-
-    return system
-
-
 class _AppState(TypedDict, total=False):
     input: Any
     items: list[Any]
@@ -205,8 +190,19 @@ def summarize_graph(llm: Any, *, max_sections: int = 5, section_tokens: int = 80
 
 
 def app_system(graph: Any, partial: str, final: str) -> Callable[[Any], AsyncIterator[Any]]:
-    """``rag_graph`` / ``summarize_graph`` as a load-generator system."""
-    return _updates(graph, {"parts": []}, partial, final)
+    """A compiled ``rag_graph`` / ``summarize_graph`` / ``analysis_graph`` as a
+    load-generator system: yields the ``partial`` node's outputs as their tasks finish,
+    then the ``final`` node's result."""
+
+    async def system(value: Any) -> AsyncIterator[Any]:
+        async for update in graph.astream({"input": value, "parts": []}, stream_mode="updates"):
+            for node, out in update.items():
+                if node == partial:
+                    yield out["parts"][0][1]
+                elif node == final:
+                    yield out["result"]
+
+    return system
 
 
 def analysis_graph(labels: dict[str, str] | None = None, embed: Any = None) -> Any:

@@ -16,15 +16,12 @@ from __future__ import annotations
 import asyncio
 import math
 import statistics
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from typing import Any
-
-import alto
 
 from .paper_model import (
     PaperEngine,
     Setting,
-    alto_system,
     answer_prompt,
     build_pipeline,
     ideal_latency,
@@ -34,6 +31,7 @@ from .paper_model import (
     search,
     verdict_prompt,
 )
+from .sweep import alto_system, cpu_ms_per_request, runtime_factory
 
 __all__ = [
     "PaperEngine",
@@ -67,25 +65,16 @@ HEATMAP_TARGETS = (2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0)
 def factories(setting: Setting, time_scale: float, runtime: str, langgraph: bool = False) -> dict[str, Any]:
     """``streaming`` and ``baseline`` (and ``langgraph``): the same components, a fresh
     runtime or graph (fresh engines) per run."""
-    from contextlib import asynccontextmanager
-
-    @asynccontextmanager
-    async def start(streaming: bool) -> AsyncIterator[Any]:
-        # on Ray each LLM replica takes one of the simulated cluster's GPUs (4 per node)
-        p = build_pipeline(setting, time_scale, {"sim_gpu": 1} if runtime == "ray" else None)
-        opts: dict[str, Any] = {"max_requests": 100_000, "timeout_s": 3600}
-        if runtime == "ray":
-            from alto.runtime.ray import RayRuntime
-
-            rt: Any = RayRuntime(p, streaming=streaming, **opts)
-        else:
-            rt = alto.LocalRuntime(p, streaming=streaming, **opts)
-        async with rt:
-            if runtime == "ray":  # let the ~20 new actor processes finish starting before measuring
-                await asyncio.sleep(RAY_SETTLE_S)
-            yield alto_system(rt)
-
-    out = {"streaming": lambda: start(True), "baseline": lambda: start(False)}
+    # on Ray each LLM replica takes one of the simulated cluster's GPUs (4 per node), and
+    # the ~20 new actor processes finish starting before the measurement
+    resources = {"sim_gpu": 1} if runtime == "ray" else None
+    opts: dict[str, Any] = {"runtime": runtime, "settle_s": RAY_SETTLE_S if runtime == "ray" else 0.0}
+    out = {
+        name: runtime_factory(
+            lambda: build_pipeline(setting, time_scale, resources), streaming=streaming, timeout_s=3600, **opts
+        )
+        for name, streaming in (("streaming", True), ("baseline", False))
+    }
     if langgraph:
         from .langgraph_apps import langgraph_factory
 
@@ -96,23 +85,8 @@ def factories(setting: Setting, time_scale: float, runtime: str, langgraph: bool
 def cpu_per_request(setting: Setting, requests: int = 40, langgraph: bool = True) -> dict[str, float]:
     """CPU milliseconds per request of each system, engines at zero delay (what is left
     is orchestration and the components' own code), all requests in flight at once."""
-    import time
-
-    async def measure(factory: Any) -> float:
-        async with factory() as system:
-            inputs = questions(requests)
-
-            async def one(q: str) -> None:
-                async for _ in system(q):
-                    pass
-
-            await one(inputs[0])  # warm: first-call costs are not per request
-            t0 = time.process_time()
-            await asyncio.gather(*(one(q) for q in inputs))
-            return (time.process_time() - t0) * 1000 / requests
-
     systems = factories(setting, 0.0, "local", langgraph)
-    return {name: asyncio.run(measure(f)) for name, f in systems.items()}
+    return {name: asyncio.run(cpu_ms_per_request(f, questions(requests))) for name, f in systems.items()}
 
 
 async def experiment(

@@ -40,7 +40,7 @@ from __future__ import annotations
 import asyncio
 import random
 import zlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -49,7 +49,7 @@ from alto.llm import Simulated, generate, generate_split
 from alto.scheduling import LLMCall
 from alto.split import SPLITTERS
 
-__all__ = ["PaperEngine", "Setting", "alto_system", "build_pipeline", "ideal_latency", "questions"]
+__all__ = ["PaperEngine", "Setting", "build_pipeline", "ideal_latency", "questions"]
 
 _VOCAB_TEXT = (
     "the protocol server client mail message network packet address host data system memory program "
@@ -249,13 +249,3 @@ def ideal_latency(setting: Setting, question: str) -> float:
         end, _ = _emissions(setting, verdict_prompt(setting, merge(setting, claim, hit_lists)), "lines")
         done.append(t_claim + t_evidence + end)
     return max(done)
-
-
-def alto_system(rt: Any) -> Callable[[Any], AsyncIterator[Any]]:
-    """An ALTO runtime as a load-generator system: yields each partial output's value."""
-
-    async def system(x: Any) -> AsyncIterator[Any]:
-        async for ev in rt.stream(x):
-            yield ev.value
-
-    return system

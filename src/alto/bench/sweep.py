@@ -9,17 +9,70 @@ across systems: a benchmark must never compare a broken system with a working on
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
-from collections.abc import Callable, Sequence
-from contextlib import AbstractAsyncContextManager, nullcontext
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from typing import Any
 
 from .load import Summary, System, drive, summarize, throughput_at
 
-__all__ = ["compare", "curve", "sweep"]
+__all__ = ["alto_system", "compare", "cpu_ms_per_request", "curve", "runtime_factory", "sweep"]
 
 Factory = Callable[[], AbstractAsyncContextManager[System]]
+
+
+def alto_system(rt: Any) -> System:
+    """An ALTO runtime as a load-generator system: yields each partial output's value."""
+
+    async def system(x: Any) -> AsyncIterator[Any]:
+        async for ev in rt.stream(x):
+            yield ev.value
+
+    return system
+
+
+def runtime_factory(
+    build: Callable[[], Any], *, streaming: bool = True, runtime: str = "local", settle_s: float = 0.0, **options: Any
+) -> Factory:
+    """A factory of fresh ALTO runtimes over ``build()`` (a new pipeline, so new engines,
+    each time), as systems; ``settle_s``: wait after starting before measuring (Ray's
+    actor processes are still starting up when the runtime is ready)."""
+
+    @asynccontextmanager
+    async def start() -> AsyncIterator[System]:
+        import alto
+
+        opts: dict[str, Any] = {"max_requests": 100_000, **options}
+        if runtime == "ray":
+            from ..runtime.ray import RayRuntime
+
+            rt: Any = RayRuntime(build(), streaming=streaming, **opts)
+        else:
+            rt = alto.LocalRuntime(build(), streaming=streaming, **opts)
+        async with rt:
+            if settle_s:
+                await asyncio.sleep(settle_s)
+            yield alto_system(rt)
+
+    return start
+
+
+async def cpu_ms_per_request(factory: Factory, inputs: Sequence[Any]) -> float:
+    """CPU milliseconds per request of one system, all ``inputs`` in flight at once,
+    after one warm-up request (first-call costs are not per request)."""
+    async with factory() as system:
+
+        async def one(x: Any) -> None:
+            async for _ in system(x):
+                pass
+
+        await one(inputs[0])
+        t0 = time.process_time()
+        await asyncio.gather(*(one(x) for x in inputs))
+        return (time.process_time() - t0) * 1000 / len(inputs)
 
 
 def _progress(total: int, quiet: bool) -> Any:

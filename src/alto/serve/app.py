@@ -183,13 +183,16 @@ def create_app(
         async def events() -> AsyncIterator[str]:
             t0 = time.perf_counter()
             outcome = "cancelled"  # unless we get to the end: the client went away
+            first = True
             try:
                 async with asyncio.timeout(timeout_s):
                     async for ev in rt.stream(value):
                         if ev.final:
                             yield _sse("result", {"id": rid, "output": to_jsonable(ev.value)})
                         else:
-                            metrics.first_output(t0)
+                            if first:
+                                first = False
+                                metrics.first_output(t0)
                             yield _sse(
                                 "partial", {"stage": ev.stage, "path": list(ev.path), "value": to_jsonable(ev.value)}
                             )

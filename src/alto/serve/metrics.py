@@ -90,18 +90,14 @@ class Metrics:
         self._stages = _Stages(runtime)
         r.register(self._stages)
         self._runtime = runtime
-        self._first_seen: set[float] = set()
 
     def done(self, outcome: str, t0: float) -> None:
         self.finished.labels(outcome).inc()
         self.latency.observe(time.perf_counter() - t0)
-        self._first_seen.discard(t0)
 
     def first_output(self, t0: float) -> None:
-        """Called for every partial output; records the first of each request only."""
-        if t0 not in self._first_seen:
-            self._first_seen.add(t0)
-            self.first.observe(time.perf_counter() - t0)
+        """A run that started at ``t0`` sent its first partial output now."""
+        self.first.observe(time.perf_counter() - t0)
 
     async def render(self) -> bytes:
         """The metrics text; reads the runtime's counters first (the local runtime's
