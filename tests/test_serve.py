@@ -7,17 +7,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import threading
 import time
 
 import httpx
 import pytest
-import uvicorn
 from fastapi.testclient import TestClient
 
 import alto
 from alto.serve import AsyncClient, Client, ServerError, create_app
+from alto.serve.testing import CHROMIUM_FLAGS, free_port, running
 
 
 def words() -> alto.Pipeline:
@@ -62,26 +61,6 @@ class Gate:
         p.output(parts)
         p.output(parts.aggregate(lambda t, ws: ws, name="all"))
         return p
-
-
-@contextlib.contextmanager
-def running(app):
-    """A real uvicorn server for ``app`` on 127.0.0.1 and a free port, stopped after."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline, "server did not start"
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(30)
 
 
 def test_run_returns_the_output_and_stream_sends_partials_then_the_result(runtime):
@@ -240,9 +219,7 @@ def test_sigterm_drains_requests_in_flight_then_exits_0(tmp_path):
     import sys
 
     (tmp_path / "slow.py").write_text(SLOW_PIPELINE)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     cmd = [sys.executable, "-m", "alto.cli", "serve", f"{tmp_path / 'slow.py'}:pipeline", "--port", str(port)]
     proc = subprocess.Popen(cmd + ["--drain", "30"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
@@ -304,18 +281,6 @@ def test_fuzzing_every_endpoint_finds_no_5xx_and_no_hang():
                 fuzz_operation(operation, url, statuses, schemathesis.GenerationMode.POSITIVE, 20)
     assert len(statuses) >= 1000, len(statuses)
     assert {200, 422} <= set(statuses)  # both accepted runs and rejected bodies were generated
-
-
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 def test_web_view_in_a_real_browser_shows_partial_outputs_before_the_result(tmp_path):

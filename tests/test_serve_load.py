@@ -8,13 +8,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import httpx
+
+from alto.serve.testing import free_port
 
 PIPELINES = """
 import asyncio
@@ -48,9 +49,7 @@ def _peak_rss_mb(pid: int) -> tuple[float, float]:
 @contextlib.contextmanager
 def server(tmp_path: Path, target: str, *args: str):
     (tmp_path / "load_pipelines.py").write_text(PIPELINES)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     cmd = [sys.executable, "-m", "alto.cli", "serve", f"{tmp_path / 'load_pipelines.py'}:{target}", "--port", str(port)]
     proc = subprocess.Popen([*cmd, *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
