@@ -336,3 +336,98 @@ def test_metrics_show_router_decisions_of_llm_stages():
         text = http.get("/metrics").text
     assert 'alto_router_spilled{sender="topics[0]",stage="gen"}' in text
     assert 'alto_router_outstanding{sender="topics[0]",stage="gen"} 0.0' in text  # every item reported done
+
+
+def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of a /metrics page, keyed by (name, sorted labels)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def test_metrics_have_a_latency_histogram_items_out_and_failures_per_stage_replica(runtime):
+    """Each replica's time per item lands in the right buckets; items out and failures
+    are counted where they happen -- on Ray, read from the replica actors."""
+
+    async def nap(word: str) -> str:
+        await asyncio.sleep(0.05)
+        if word == "boom":
+            raise ValueError("no booms here")
+        return word
+
+    p = alto.Pipeline("timed")
+    naps = p.input().expand(str.split, name="words").map(nap, replicas=2, name="nap", on_error="drop")
+    p.output(naps.aggregate(lambda t, ws: len(ws), name="count"))
+    with TestClient(create_app(p, runtime=runtime)) as http:
+        assert http.post("/v1/runs", json={"input": "a b c d e f"}).json()["output"] == 6
+        assert http.post("/v1/runs", json={"input": "g boom"}).json()["output"] == 1
+        m = _samples(http.get("/metrics").text)
+
+    def total(name: str, stage: str, **labels: str) -> float:
+        return sum(
+            v for (n, ls), v in m.items() if n == name and ("stage", stage) in ls and set(labels.items()) <= set(ls)
+        )
+
+    assert total("alto_stage_seconds_count", "nap") == 8  # 8 words over both replicas
+    assert 8 * 0.05 <= total("alto_stage_seconds_sum", "nap") < 8 * 2.0
+    assert total("alto_stage_seconds_bucket", "nap", le="0.032768") == 0  # none took under 32 ms
+    assert total("alto_stage_seconds_bucket", "nap", le="+Inf") == 8
+    assert all(total("alto_stage_seconds_count", "nap", replica=r) > 0 for r in ("0", "1"))  # both replicas report
+    assert total("alto_stage_failures", "nap") == 1 and total("alto_stage_items_out", "nap") == 7
+    assert total("alto_stage_items_out", "words") == 8 and total("alto_stage_items_handled", "words") == 2
+
+
+def test_tracing_gives_a_span_per_request_and_per_item_in_each_stage(runtime, tmp_path):
+    """Stage spans are children of their request's span, on Ray too (there each replica
+    configures OpenTelemetry in its own process, through trace_setup)."""
+    import functools
+    import json
+
+    (tmp_path / "spans").mkdir()
+    setup = functools.partial(_span_file_tracing, str(tmp_path / "spans"))
+    setup()
+    with TestClient(create_app(failing(), runtime=runtime, tracing=True, trace_setup=setup)) as http:
+        assert http.post("/v1/runs", json={"input": "two words"}).json()["output"] == ["two", "words"]
+        assert http.post("/v1/runs", json={"input": "a boom"}).status_code == 422
+    from opentelemetry import trace
+
+    trace.get_tracer_provider().force_flush()
+    spans = [json.loads(line) for f in (tmp_path / "spans").iterdir() for line in f.read_text().splitlines()]
+    requests = [s for s in spans if s["name"] == "alto.request failing"]
+    assert len(requests) == 2
+    ok, failed = sorted(requests, key=lambda s: s["status"]["status_code"] != "UNSET")
+    assert failed["status"]["status_code"] == "ERROR"
+    children = {
+        r["context"]["span_id"]: [s for s in spans if s["parent_id"] == r["context"]["span_id"]] for r in requests
+    }
+    for request in (ok, failed):
+        mine = children[request["context"]["span_id"]]
+        assert {s["context"]["trace_id"] for s in mine} == {request["context"]["trace_id"]}
+    ok_stages = [s["attributes"]["alto.stage"] for s in children[ok["context"]["span_id"]]]
+    assert ok_stages.count("words") == 1 and ok_stages.count("check") == 2
+    bad = [s for s in children[failed["context"]["span_id"]] if s["attributes"]["alto.stage"] == "check"]
+    assert [s["status"]["status_code"] for s in bad if s["attributes"]["alto.path"][-1] == 1] == ["ERROR"]
+
+
+def _span_file_tracing(folder: str) -> None:
+    """OpenTelemetry writing every span as a JSON line to this process's file in ``folder``."""
+    import os
+
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SimpleSpanProcessor
+
+    provider = trace.get_tracer_provider()
+    if not isinstance(provider, TracerProvider):
+        provider = TracerProvider()
+        trace.set_tracer_provider(provider)
+    out = open(os.path.join(folder, f"{os.getpid()}.jsonl"), "a")  # noqa: SIM115
+    provider.add_span_processor(SimpleSpanProcessor(ConsoleSpanExporter(out=out, formatter=_one_line)))
+
+
+def _one_line(span) -> str:
+    return span.to_json(indent=None) + "\n"

@@ -275,6 +275,11 @@ def serve(
     max_inflight: int = typer.Option(64, help="requests run at once; more get 429 with Retry-After"),
     timeout: float = typer.Option(60.0, help="seconds per run; longer ones get 504 and are cancelled"),
     drain: float = typer.Option(30.0, help="on SIGTERM, seconds to let runs in flight finish"),
+    trace: str = typer.Option(
+        "off",
+        help="OpenTelemetry spans per run and per item in each stage: off; console (JSON lines on stderr); "
+        "on (to the tracer provider that TARGET's module configures)",
+    ),
 ) -> None:
     """Serve a pipeline over HTTP: POST /v1/runs (JSON or Server-Sent Events), /metrics, /docs."""
     import uvicorn
@@ -284,8 +289,23 @@ def serve(
 
     if runtime not in ("local", "ray"):
         raise typer.BadParameter("--runtime must be local or ray")
+    if trace not in ("off", "console", "on"):
+        raise typer.BadParameter("--trace must be off, console or on")
+    setup = None
+    if trace == "console":
+        from .runtime.observe import console_tracing
+
+        console_tracing()
+        setup = console_tracing
     api = create_app(
-        load_pipeline(target), runtime=runtime, token=token, max_inflight=max_inflight, timeout_s=timeout, drain_s=drain
+        load_pipeline(target),
+        runtime=runtime,
+        token=token,
+        max_inflight=max_inflight,
+        timeout_s=timeout,
+        drain_s=drain,
+        tracing=trace != "off",
+        trace_setup=setup,
     )
     err.print(f"serving {target} on http://{host}:{port} ({runtime} runtime); web view at /, API docs at /docs")
     config = uvicorn.Config(api, host=host, port=port, timeout_graceful_shutdown=drain, log_level="info")

@@ -94,6 +94,8 @@ class Operator:
         self.mode = "sync"
         self.busy = 0  # items being processed now (part of the load a router sees)
         self.handled = 0  # items processed so far
+        self.failures = 0  # items the stage failed on (whatever its on_error policy did)
+        self.failed_paths: list[tuple[int, ...]] | None = None  # a list: record them (stage timing)
         self._loop = asyncio.get_running_loop()
 
     # -- lifecycle ---------------------------------------------------------------
@@ -130,6 +132,9 @@ class Operator:
 
     async def failed(self, path: tuple[int, ...], exc: BaseException) -> None:
         """Apply the stage's ``on_error`` policy to a failure on the item at ``path``."""
+        self.failures += 1
+        if self.failed_paths is not None:
+            self.failed_paths.append(path)
         if self.spec.on_error == "drop":
             log.warning("stage %r dropped item %s: %s: %s", self.name, path, type(exc).__name__, exc)
             await self._send(Tombstone(path))

@@ -43,7 +43,7 @@ def router_state(emit: Any) -> list[dict[str, Any]]:
     finished items learnt from, spills), for stats and debugging."""
     out = []
     for r in getattr(emit, "routers", ()):
-        state: dict[str, Any] = {"router": type(r).__name__}
+        state: dict[str, Any] = {"router": type(r).__name__, "stage": getattr(r, "stage", "")}
         if hasattr(r, "estimator"):
             state["outstanding"] = sum(len(m) for m in r._mine.values())
             state["learnt"] = sum(r.estimator.observed.values())

@@ -32,6 +32,7 @@ from ..invoke import classify
 from ..pipeline import ASYNC_CONCURRENCY, Pipeline, is_class_stage
 from .base import Runtime
 from .emit import build_emit
+from .observe import group_replicas, request_span
 from .replica import ReplicaExecutor, RuntimeKwargs, RuntimeOptions
 from .requests import Ended, Event, Requests, iterate_events
 
@@ -74,6 +75,7 @@ class LocalRuntime(Runtime):
         self._requests: Requests | None = None
         self._admission: asyncio.Semaphore | None = None
         self._inject: Any = None
+        self._traces: dict[int, Any] | None = {} if self.options.tracing else None
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -171,8 +173,9 @@ class LocalRuntime(Runtime):
         async with self._admission:
             req = requests.open()
             try:
-                await self._send_input(req.rid, value)
-                return await req.future
+                with request_span(self.pipeline.name, self._traces, req.rid):
+                    await self._send_input(req.rid, value)
+                    return await req.future
             finally:
                 if requests.get(req.rid) is not None:  # the caller left first: stop its work
                     requests.forget(req.rid)
@@ -191,9 +194,10 @@ class LocalRuntime(Runtime):
         async with self._admission:
             req = requests.open(events=True)
             try:
-                await self._send_input(req.rid, value)
-                async for ev in iterate_events(req):
-                    yield ev
+                with request_span(self.pipeline.name, self._traces, req.rid):
+                    await self._send_input(req.rid, value)
+                    async for ev in iterate_events(req):
+                        yield ev
             finally:
                 if requests.get(req.rid) is not None:
                     requests.forget(req.rid)
@@ -206,23 +210,25 @@ class LocalRuntime(Runtime):
     # -- introspection -----------------------------------------------------------------
 
     def stats(self) -> dict[str, Any]:
-        """Per-stage counters (items handled, inbox peak, load, lanes) and the admission state."""
-        out: dict[str, Any] = {
-            "requests": {
-                "max_requests": self.max_requests,
-                "open": len(self._requests) if self._requests is not None else 0,
-                "ended_listed": len(self.cancelled),
-            }
+        """The admission state (``"requests"``) and :meth:`stage_stats`."""
+        requests = {
+            "max_requests": self.max_requests,
+            "open": len(self._requests) if self._requests is not None else 0,
+            "ended_listed": len(self.cancelled),
         }
-        for name, reps in self.replicas.items():
-            out[name] = {
-                "replicas": len(reps),
-                "handled": [r.handled for r in reps],
-                "inbox_peak": [r.inbox.peak for r in reps],
-                "load": [r.load for r in reps],
-                "lanes": [len(r.lanes) for r in reps],
-            }
-        return out
+        return {"requests": requests, **self.stage_stats()}
+
+    def stage_stats(self) -> dict[str, dict[str, Any]]:
+        """Per stage, each replica's counters as lists over replicas: items ``handled``,
+        ``failures``, ``inbox_peak``, ``load``, ``lanes``, ``routers`` (what prompt-aware
+        routers believe) and ``timing`` (histogram snapshots; ``None`` unless
+        ``stage_metrics=True``). :class:`~alto.RayRuntime` returns the same shape.
+        """
+        return {name: group_replicas([r.snapshot() for r in reps]) for name, reps in self.replicas.items()}
+
+    def trace_parent(self, rid: int) -> Any:
+        """The context of request ``rid``'s span (``tracing=True``): its stage spans' parent."""
+        return self._traces.get(rid) if self._traces is not None else None
 
     def peak_in_flight(self) -> int:
         """Upper bound on messages that were queued at once: the sum of inbox peaks."""

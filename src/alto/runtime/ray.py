@@ -45,6 +45,7 @@ from typing import Any, Unpack
 
 from ..pipeline import Pipeline
 from .base import Runtime
+from .observe import request_span
 from .ray_gateway import Gateway, RayOptions
 from .replica import RuntimeKwargs, RuntimeOptions
 from .requests import Event
@@ -100,6 +101,17 @@ def _dumps(obj: Any, pipeline: Pipeline) -> bytes:
             cloudpickle.unregister_pickle_by_value(m)
 
 
+def _carrier(ctx: Any) -> dict[str, str] | None:
+    """The W3C trace context of a request's span, for the replicas (``None``: tracing off)."""
+    if ctx is None:
+        return None
+    from opentelemetry import propagate
+
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier, context=ctx)
+    return carrier
+
+
 class RayKwargs(RuntimeKwargs, total=False):
     """Keyword options of :class:`RayRuntime`: the shared runtime options plus Ray's own."""
 
@@ -109,6 +121,7 @@ class RayKwargs(RuntimeKwargs, total=False):
     health_interval_s: float
     restart_timeout_s: float
     health_timeout_s: float
+    trace_setup: Any
 
 
 class RayRuntime(Runtime):
@@ -157,7 +170,13 @@ class RayRuntime(Runtime):
         # Only replicas of this runtime know the token, so only they can feed each other;
         # no token means the Ray-call transport.
         token = secrets.token_bytes(16) if ray_options.transport == "tcp" else None
-        self.ray_options = dataclasses.replace(ray_options, token=token)
+        setup = ray_options.trace_setup
+        if setup is not None and not callable(setup):
+            raise TypeError(f"RayRuntime: trace_setup= must be a function of no arguments, got {setup!r}")
+        self.ray_options = dataclasses.replace(
+            ray_options, token=token, trace_setup=_dumps(setup, pipeline) if setup is not None else None
+        )
+        self._traces: dict[int, Any] | None = {} if shared.tracing else None
         self.options = shared
         self.max_requests = shared.max_requests
         self.pipeline = pipeline
@@ -200,32 +219,41 @@ class RayRuntime(Runtime):
         self._require_open()
         if not self.pipeline.final_outputs():
             self.pipeline.validate(require_final=True)
-        ok, result = await self.gateway.submit.remote(value)
-        if not ok:
-            raise result
-        return result
+        with request_span(self.pipeline.name, self._traces) as ctx:
+            ok, result = await self.gateway.submit.remote(value, _carrier(ctx))
+            if not ok:
+                raise result
+            return result
 
     async def stream(self, value: Any) -> AsyncIterator[Event]:
         self._require_open()
-        rid = await self.gateway.open_stream.remote(value)
-        done = False
-        try:
-            while not done:
-                events, done = await self.gateway.next_events.remote(rid)
-                for ev in events:
-                    if isinstance(ev, BaseException):
-                        raise ev
-                    yield ev
-        finally:
-            if not done and self.gateway is not None:
-                self.gateway.cancel.remote(rid)
+        with request_span(self.pipeline.name, self._traces) as ctx:
+            rid = await self.gateway.open_stream.remote(value, _carrier(ctx))
+            done = False
+            try:
+                while not done:
+                    events, done = await self.gateway.next_events.remote(rid)
+                    for ev in events:
+                        if isinstance(ev, BaseException):
+                            raise ev
+                        yield ev
+            finally:
+                if not done and self.gateway is not None:
+                    self.gateway.cancel.remote(rid)
 
     async def replica(self, stage: str, index: int = 0) -> Any:
         """The actor handle of one replica (for inspection and fault drills)."""
         return await self.gateway.replica.remote(stage, index)
 
     async def stats(self) -> dict[str, Any]:
+        """Admission limit, replays and restarts (see :meth:`stage_stats` for the stages)."""
         return {"max_requests": self.max_requests, **await self.gateway.stats.remote()}
+
+    async def stage_stats(self) -> dict[str, dict[str, Any]]:
+        """Every replica's counters, by stage, as :meth:`LocalRuntime.stage_stats
+        <alto.LocalRuntime.stage_stats>` gives them (asked of each replica actor)."""
+        self._require_open()
+        return await self.gateway.stage_stats.remote()
 
     async def debug_state(self) -> dict[str, Any]:
         """Open requests and every replica's inbox and links (for diagnosing a stall)."""

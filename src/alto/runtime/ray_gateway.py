@@ -10,6 +10,7 @@ from typing import Any
 from ..ancestry import Item, Message
 from ..errors import StageError
 from ..pipeline import Pipeline, StageSpec
+from .observe import group_replicas
 from .ray_replica import ReplicaActor, options_for
 from .ray_sender import Sender, Wiring, downstream_stages, wire_emit
 from .replica import RuntimeOptions
@@ -30,6 +31,9 @@ class RayOptions:
     restart_timeout_s: float = 15.0
     health_timeout_s: float = 10.0
     token: bytes | None = None
+    #: with ``tracing=True``: a function each replica runs at start to configure
+    #: OpenTelemetry in its process (replicas make their stage spans there); pickled
+    trace_setup: Any = None
 
     def __post_init__(self) -> None:
         if self.transport not in ("tcp", "ray"):
@@ -73,6 +77,7 @@ class Gateway:
         self.health_timeout_s = ray_options.health_timeout_s
         self.addrs: dict[str, list[Any]] = {}
         self.token: bytes | None = ray_options.token  # None: the Ray-call transport
+        self.trace_setup: bytes | None = ray_options.trace_setup  # pickled by RayRuntime
         self.pool = Pool(self.token) if self.token else None
         self.gateway_addr: Any = None
         self.sender: Sender | None = None  # made in start(): it needs the running loop
@@ -117,7 +122,7 @@ class Gateway:
                 hard={}, soft={"ray.io/node-id": NotIn(*avoid)}
             )
         actor = ray.remote(ReplicaActor).options(**options)
-        return actor.remote(self.payload, spec.name, index, self.streaming, self.options, self.token)
+        return actor.remote(self.payload, spec.name, index, self.streaming, self.options, self.token, self.trace_setup)
 
     async def _await_all(self, refs: list[Any], what: str, stage: str | None) -> list[Any]:
         try:
@@ -147,9 +152,12 @@ class Gateway:
 
     # -- requests ------------------------------------------------------------------------
 
-    async def _admit(self, value: Any, events: bool) -> Any:
+    async def _admit(self, value: Any, events: bool, trace: dict[str, str] | None = None) -> Any:
         req = self.requests.open(events=events)
         self.inputs[req.rid] = value
+        if trace and self.options.tracing:  # every replica knows the request's span before its items
+            calls = [h.trace.remote(req.rid, trace) for hs in self.handles.values() for h in hs]
+            await asyncio.gather(*calls, return_exceptions=True)  # a dead replica: no spans, no failure
         wait = self.inject(Item((req.rid,), value))
         if wait is not None:
             await wait
@@ -164,11 +172,12 @@ class Gateway:
         else:
             self.finished.append(rid)
 
-    async def submit(self, value: Any) -> tuple[bool, Any]:
+    async def submit(self, value: Any, trace: dict[str, str] | None = None) -> tuple[bool, Any]:
         """``(True, result)`` or ``(False, exception)``: errors travel as values so the
-        caller re-raises the original StageError (with its cause), not a Ray wrapper."""
+        caller re-raises the original StageError (with its cause), not a Ray wrapper.
+        ``trace``: the W3C trace context of the request's span (``tracing=True``)."""
         async with self.admission:
-            req = await self._admit(value, events=False)
+            req = await self._admit(value, events=False, trace=trace)
             try:
                 return True, await req.future
             except Exception as exc:  # StageError, RequestTimeout, closed runtime
@@ -177,9 +186,9 @@ class Gateway:
                 if self.requests.get(req.rid) is not None:  # the caller went away
                     self.requests.forget(req.rid)
 
-    async def open_stream(self, value: Any) -> int:
+    async def open_stream(self, value: Any, trace: dict[str, str] | None = None) -> int:
         await self.admission.acquire()
-        req = await self._admit(value, events=True)
+        req = await self._admit(value, events=True, trace=trace)
         req.future.add_done_callback(lambda _f: self.admission.release())
         self._streams[req.rid] = req
         return req.rid
@@ -368,6 +377,21 @@ class Gateway:
 
     def replica(self, stage: str, index: int) -> Any:
         return self.handles[stage][index]
+
+    async def stage_stats(self) -> dict[str, dict[str, Any]]:
+        """Every replica's counters, grouped by stage as the local runtime's
+        ``stage_stats()`` (a replica that does not answer in time gives ``None``)."""
+
+        async def one(h: Any) -> dict[str, Any] | None:
+            try:
+                return await asyncio.wait_for(h.snapshot.remote(), self.health_timeout_s)
+            except Exception:
+                return None
+
+        out = {}
+        for name, hs in self.handles.items():
+            out[name] = group_replicas(list(await asyncio.gather(*(one(h) for h in hs))))
+        return out
 
     def stats(self) -> dict[str, Any]:
         return {

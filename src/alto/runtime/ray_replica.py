@@ -39,9 +39,23 @@ class ReplicaActor:
     listening :class:`~alto.runtime.wire.Endpoint` and a :class:`~alto.runtime.ray_sender.Sender`."""
 
     def __init__(
-        self, payload: bytes, stage: str, index: int, streaming: bool, options: RuntimeOptions, token: bytes | None
+        self,
+        payload: bytes,
+        stage: str,
+        index: int,
+        streaming: bool,
+        options: RuntimeOptions,
+        token: bytes | None,
+        trace_setup: bytes | None = None,
     ) -> None:
         import cloudpickle
+
+        if options.tracing and trace_setup is not None:
+            try:  # the user's OpenTelemetry configuration, in this process
+                cloudpickle.loads(trace_setup)()
+            except Exception as exc:
+                raise RuntimeError(f"stage {stage!r} replica {index}: trace_setup= raised {exc!r}") from exc
+        self._traces: dict[int, Any] = {}  # request -> its span's context (tracing=True)
 
         self.pipeline: Pipeline = cloudpickle.loads(payload)
         self.spec = self.pipeline.stages[stage]
@@ -121,9 +135,24 @@ class ReplicaActor:
         if peer is not None:
             peer.finished.append((path, output_tokens))
 
+    def trace(self, rid: int, carrier: dict[str, str]) -> None:
+        """Request ``rid``'s span, as a W3C trace context: the parent of its stage spans here."""
+        from opentelemetry import propagate
+
+        self._traces[rid] = propagate.extract(carrier)
+
+    def trace_parent(self, rid: int) -> Any:
+        return self._traces.get(rid)
+
+    def snapshot(self) -> dict[str, Any] | None:
+        """This replica's counters (``None`` before setup)."""
+        return self.replica.snapshot() if self.replica is not None else None
+
     async def cancel(self, rids: list[int], interrupt: bool) -> None:
         """Forget finished requests (purge state), or cancel failed ones (interrupt work)."""
         self.cancelled.update(rids)
+        for rid in rids:
+            self._traces.pop(rid, None)
         if self.sender is not None:
             self.sender.forget(rids)
         if self.replica is not None:

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import types
 from collections import deque
 from collections.abc import Callable, Generator
@@ -42,8 +43,9 @@ from ..errors import StageError
 from ..operators import Operator, Right, make_operator
 from ..pipeline import StageSpec
 from ..scheduling import llm_call_of
-from .emit import Emit
+from .emit import Emit, router_state
 from .inbox import Inbox
+from .observe import Observer, StageTimer
 from .requests import Ended
 
 __all__ = [
@@ -74,6 +76,11 @@ class RuntimeOptions:
     sync_budget_s: float = 0.002  #: a thread hop running a blocking function returns after this long
     timeout_s: float = 600.0  #: longest a request may take; then it fails and its work is cancelled
     event_buffer: int = 1024  #: events of one ``stream()`` held for a slow reader before stages wait
+    #: time every item in every replica (per-stage latency histograms, items out, failures;
+    #: ``stats()`` and ``alto serve``'s ``/metrics``); off: the hot path reads no clock
+    stage_metrics: bool = False
+    #: an OpenTelemetry span per request and per item in each stage (needs an SDK configured)
+    tracing: bool = False
 
     def __post_init__(self) -> None:
         for name in ("inbox_capacity", "batch_size", "max_requests", "event_buffer"):
@@ -84,6 +91,9 @@ class RuntimeOptions:
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
                 raise ValueError(f"{name}= must be a number of seconds > 0, got {value!r}")
+        for name in ("stage_metrics", "tracing"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name}= must be True or False, got {getattr(self, name)!r}")
 
     @classmethod
     def split(cls, options: dict[str, Any]) -> tuple[RuntimeOptions, dict[str, Any]]:
@@ -101,6 +111,8 @@ class RuntimeKwargs(TypedDict, total=False):
     sync_budget_s: float
     timeout_s: float
     event_buffer: int
+    stage_metrics: bool
+    tracing: bool
 
 
 _IDLE = None  # Lane.rid between items
@@ -216,6 +228,15 @@ class ReplicaExecutor:
         # of its senders (prompt-aware routing): ``listeners`` are theirs.
         self.metered = llm_call_of(spec.fn) is not None
         self.listeners: list[Callable[[tuple[int, ...], int | None], None]] = []
+        # Measuring (off by default): a histogram of each item's time here, items out,
+        # failures; with tracing, a span per item under its request's span.
+        self.timer = StageTimer() if options.stage_metrics else None
+        parent = getattr(host, "trace_parent", None) if options.tracing else None
+        self.observer = Observer(self.name, index, self.timer, parent) if self.timer or parent else None
+        if self.timer is not None:
+            self.op.emit = _counting(self.op.emit, self.timer)
+        if self.observer is not None and self.op.batched:
+            self.op.failed_paths = []  # which items of a batch failed, for their timing and spans
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -242,7 +263,7 @@ class ReplicaExecutor:
 
     @emit.setter
     def emit(self, emit: Emit) -> None:
-        self.op.emit = emit  # rewired after a replacement (Ray)
+        self.op.emit = emit if self.timer is None else _counting(emit, self.timer)  # rewired (Ray)
 
     # -- StageContext ----------------------------------------------------------------
 
@@ -280,6 +301,18 @@ class ReplicaExecutor:
     def load(self) -> int:
         return len(self.inbox) + len(self.ready) + self.op.busy
 
+    def snapshot(self) -> dict[str, Any]:
+        """This replica's counters, as plain data (see :func:`~alto.runtime.observe.group_replicas`)."""
+        return {
+            "handled": self.op.handled,
+            "failures": self.op.failures,
+            "inbox_peak": self.inbox.peak,
+            "load": self.load,
+            "lanes": len(self.lanes),
+            "timing": self.timer.snapshot() if self.timer is not None else None,
+            "routers": router_state(self.emit),
+        }
+
     # -- lanes -----------------------------------------------------------------------------
 
     def _add_lane(self) -> None:
@@ -311,6 +344,8 @@ class ReplicaExecutor:
         fast = op.fast_fn  # an async map function: called here directly (the hot path)
         quick = op.quick
         batched = op.batched  # all three are fixed by setup(), which ran before any lane
+        observer = self.observer  # None unless stage_metrics or tracing: then a clock read per item
+        clock = time.perf_counter
         while True:
             if not ready:
                 if self._fetching:  # another lane waits on the inbox: wait to be needed
@@ -333,11 +368,18 @@ class ReplicaExecutor:
                 msgs = list(ready)
                 ready.clear()
                 lane.rid = _UNINTERRUPTIBLE
+                t0 = clock()
                 try:
                     await op.handle_batch(msgs)
                 except BaseException as exc:
                     await self._failed(lane, exc, msgs)
                 lane.end_scope()
+                if observer is not None:  # each item of a batch took the batch's time
+                    failed = set(op.failed_paths or ())
+                    op.failed_paths = []
+                    for m in msgs:
+                        if m.__class__ is Item:
+                            observer.done(m.path, t0, m.path in failed)
                 continue
             msg = ready.popleft()
             cls = msg.__class__
@@ -354,6 +396,9 @@ class ReplicaExecutor:
                 lane.rid = rid
                 if self.metered:
                     cell.tokens = 0  # the LLM backends count this item's output tokens here
+                if observer is not None:
+                    t0 = clock()
+                    failures = op.failures
                 if fast is None:
                     try:
                         await op.handle(msg)  # stage errors are handled in there
@@ -362,6 +407,8 @@ class ReplicaExecutor:
                     lane.end_scope()
                     if self.metered:
                         self._finished(path, cell.tokens)
+                    if observer is not None:
+                        observer.done(path, t0, op.failures != failures)
                     continue
                 # The hot path: an async map's function, awaited here, with no layer between.
                 try:
@@ -369,10 +416,14 @@ class ReplicaExecutor:
                 except BaseException as exc:
                     if self.metered:
                         self._finished(path, cell.tokens)
+                    if observer is not None:
+                        observer.done(path, t0, True)
                     await self._failed(lane, exc, msg, stage_call=True)
                     lane.end_scope()
                     continue
                 op.handled += 1
+                if observer is not None:
+                    observer.done(path, t0, False)
                 if self.metered:
                     self._finished(path, cell.tokens)
                 if lane.interrupted:  # it swallowed its cancellation: its request is over
@@ -392,12 +443,18 @@ class ReplicaExecutor:
                     await wait
                     lane.end_scope()
             else:
-                lane.rid = (msg.msg if cls is Right else msg).path[0]
+                path = (msg.msg if cls is Right else msg).path
+                lane.rid = path[0]
+                if observer is not None:  # zip and aggregate: items, and the ends of groups
+                    t0 = clock()
+                    failures = op.failures
                 try:
                     await op.handle(msg)
                 except BaseException as exc:
                     await self._failed(lane, exc, msg)
                 lane.end_scope()
+                if observer is not None:
+                    observer.done(path, t0, op.failures != failures)
 
     def _finished(self, path: tuple[int, ...], output_tokens: int | None) -> None:
         """Tell the senders' routers this LLM item is done (``None``: skipped, not run)."""
@@ -453,6 +510,19 @@ class ReplicaExecutor:
         self.errors.append(error)
         if not self.lanes:
             self._add_lane()
+
+
+def _counting(emit: Emit, timer: StageTimer) -> Emit:
+    """``emit``, counting the items it sends (the routers stay visible, for stats)."""
+
+    def counted(msg: Any) -> Any:
+        if msg.__class__ is Item:
+            timer.items_out += 1
+        return emit(msg)
+
+    if hasattr(emit, "routers"):
+        counted.routers = emit.routers  # type: ignore[attr-defined]
+    return counted
 
 
 def _paths_of(what: Any) -> list[tuple[int, ...]]:

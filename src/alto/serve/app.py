@@ -21,7 +21,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from importlib import resources
 from typing import Any
 
@@ -66,26 +66,31 @@ def create_app(
     timeout_s: float = 60.0,
     max_body: int = 1 << 20,
     drain_s: float = 30.0,
+    tracing: bool = False,
+    trace_setup: Callable[[], None] | None = None,
 ) -> FastAPI:
     """A FastAPI app serving ``pipeline`` (see ``docs/serving.md``).
 
     ``max_inflight`` requests run at once (more get 429 with ``Retry-After``);
     ``timeout_s`` bounds each (504, its work cancelled in every stage); bodies over
     ``max_body`` bytes get 413; on shutdown new runs get 503 while the ones in flight
-    finish, for at most ``drain_s``.
+    finish, for at most ``drain_s``. Stages are timed for ``/metrics``; ``tracing``
+    makes an OpenTelemetry span per request and per item in each stage (configure an
+    SDK first; on Ray, ``trace_setup`` does it in each replica).
     """
     pipeline.validate(require_final=True)
     state: dict[str, Any] = {"rt": None, "inflight": 0, "draining": False, "idle": asyncio.Event()}
     metrics = Metrics(pipeline, lambda: state["rt"], lambda: state["inflight"])
+    options: Any = {"max_requests": max_inflight, "timeout_s": timeout_s, "stage_metrics": True, "tracing": tracing}
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if runtime == "ray":
             from ..runtime.ray import RayRuntime
 
-            rt: Any = RayRuntime(pipeline, max_requests=max_inflight, timeout_s=timeout_s)
+            rt: Any = RayRuntime(pipeline, **options, trace_setup=trace_setup)
         else:
-            rt = alto.LocalRuntime(pipeline, max_requests=max_inflight, timeout_s=timeout_s)
+            rt = alto.LocalRuntime(pipeline, **options)
         await rt.start()
         state["rt"] = rt
         state["idle"].set()

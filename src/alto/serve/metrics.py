@@ -1,8 +1,10 @@
 """Prometheus metrics of a served pipeline (``GET /metrics``), in the app's own registry.
 
 Requests: in flight, finished by outcome, rejected (429), latency and time to the first
-partial output (histograms). Stages, read from the runtime when scraped: items
-handled, queue depth (load) and peak inbox per replica.
+partial output (histograms). Stages, per replica, read from the runtime when scraped
+(on Ray, from every replica actor): items handled and emitted, failures, queue depth,
+peak inbox, a histogram of each item's time in the stage, and the decisions of
+prompt-aware routers.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
+
+from ..runtime.observe import BOUNDS_S
 
 __all__ = ["Metrics"]
 
@@ -21,57 +25,61 @@ _BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 16, 32, 64)
 
 
 class _Stages:
-    """A collector of the runtime's per-replica counters, as read at the last scrape."""
+    """A collector of the runtime's per-replica counters (``stage_stats()``), as read at
+    the last scrape: the same on both runtimes (Ray's replicas are asked in their actors)."""
 
-    def __init__(self, runtime: Callable[[], Any]) -> None:
-        self.runtime = runtime
+    def __init__(self) -> None:
         self.stats: dict[str, Any] = {}
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
-        rt = self.runtime()
-        stats = self.stats
-        families = {
-            "handled": GaugeMetricFamily(
-                "alto_stage_items_handled", "items a replica has handled", labels=["stage", "replica"]
-            ),
-            "load": GaugeMetricFamily(
-                "alto_stage_queue_depth", "items queued or running at a replica", labels=["stage", "replica"]
-            ),
+    def collect(self) -> Iterator[Any]:
+        labels = ["stage", "replica"]
+        gauges = {
+            "handled": GaugeMetricFamily("alto_stage_items_handled", "items a replica has handled", labels=labels),
+            "failures": GaugeMetricFamily("alto_stage_failures", "items a replica's stage failed on", labels=labels),
+            "load": GaugeMetricFamily("alto_stage_queue_depth", "items queued or running at a replica", labels=labels),
             "inbox_peak": GaugeMetricFamily(
-                "alto_stage_inbox_peak", "most items ever queued at a replica", labels=["stage", "replica"]
+                "alto_stage_inbox_peak", "most items ever queued at a replica", labels=labels
             ),
         }
-        for stage, s in stats.items():
-            if stage == "requests" or not isinstance(s, dict):
-                continue
-            for key, family in families.items():
-                for i, v in enumerate(s.get(key, [])):
-                    family.add_metric([stage, str(i)], float(v))
-        yield from families.values()
-        yield from _router_families(rt)
+        items_out = GaugeMetricFamily("alto_stage_items_out", "items a replica has emitted", labels=labels)
+        seconds = HistogramMetricFamily(
+            "alto_stage_seconds",
+            "time a replica spent on each item (aggregates and zips: each message, group ends included)",
+            labels=labels,
+        )
+        spilled = GaugeMetricFamily(
+            "alto_router_spilled", "items sent away from their preferred replica", labels=["sender", "stage"]
+        )
+        outstanding = GaugeMetricFamily(
+            "alto_router_outstanding", "items a sender believes unfinished", labels=["sender", "stage"]
+        )
+        for stage, s in self.stats.items():
+            for i in range(s.get("replicas", 0)):
+                where = [stage, str(i)]
+                for key, family in gauges.items():
+                    value = s.get(key, [None] * (i + 1))[i]
+                    if value is not None:  # None: a Ray replica that did not answer
+                        family.add_metric(where, float(value))
+                timing = s.get("timing", [None] * (i + 1))[i]
+                if timing is not None:
+                    items_out.add_metric(where, float(timing["items_out"]))
+                    seconds.add_metric(where, _buckets(timing["counts"]), timing["sum_s"])
+                for state in s.get("routers", [None] * (i + 1))[i] or []:
+                    if "spilled" in state:
+                        sender = [f"{stage}[{i}]", state["stage"]]
+                        spilled.add_metric(sender, float(state["spilled"]))
+                        outstanding.add_metric(sender, float(state["outstanding"]))
+        yield from gauges.values()
+        yield from (items_out, seconds, spilled, outstanding)
 
 
-def _router_families(rt: Any) -> Iterator[GaugeMetricFamily]:
-    """Router decisions of the local runtime's senders: prompt-aware spills and the
-    items each sender believes outstanding, per (sender stage, destination stage)."""
-    spilled = GaugeMetricFamily(
-        "alto_router_spilled", "items sent away from their preferred replica", labels=["sender", "stage"]
-    )
-    outstanding = GaugeMetricFamily(
-        "alto_router_outstanding", "items a sender believes unfinished", labels=["sender", "stage"]
-    )
-    from ..runtime.emit import router_state
-
-    for name, reps in getattr(rt, "replicas", {}).items():
-        for rep in reps:
-            routers = getattr(rep.emit, "routers", ())
-            for router, state in zip(routers, router_state(rep.emit), strict=True):
-                if "spilled" in state:
-                    where = [f"{name}[{rep.index}]", getattr(router, "stage", "")]
-                    spilled.add_metric(where, float(state["spilled"]))
-                    outstanding.add_metric(where, float(state["outstanding"]))
-    yield spilled
-    yield outstanding
+def _buckets(counts: list[int]) -> list[tuple[str, float]]:
+    """Cumulative Prometheus buckets from a replica's power-of-two counts."""
+    out, total = [], 0
+    for bound, n in zip((*BOUNDS_S, float("inf")), counts, strict=True):
+        total += n
+        out.append(("+Inf" if bound == float("inf") else repr(bound), float(total)))
+    return out
 
 
 class Metrics:
@@ -87,7 +95,7 @@ class Metrics:
         self.first = Histogram(
             "alto_first_output_seconds", "time to the first partial output", buckets=_BUCKETS, registry=r
         )
-        self._stages = _Stages(runtime)
+        self._stages = _Stages()
         r.register(self._stages)
         self._runtime = runtime
 
@@ -101,10 +109,10 @@ class Metrics:
 
     async def render(self) -> bytes:
         """The metrics text; reads the runtime's counters first (the local runtime's
-        ``stats()`` is a function, Ray's a coroutine: it asks the gateway)."""
+        ``stage_stats()`` is a function, Ray's a coroutine: it asks every replica)."""
         rt = self._runtime()
-        stats: Any = rt.stats() if rt is not None and hasattr(rt, "stats") else {}
+        stats: Any = rt.stage_stats() if rt is not None else {}
         if inspect.isawaitable(stats):
             stats = await stats
-        self._stages.stats = stats if isinstance(stats, dict) else {}
+        self._stages.stats = stats
         return generate_latest(self.registry)
