@@ -66,9 +66,9 @@ def fanout_pipeline() -> alto.Pipeline:
     return p
 
 
-async def alto_chain(n_items: int, fn=noop) -> float:
+async def alto_chain(n_items: int, fn=noop, **options) -> float:
     p = chain_pipeline(n_items, fn)
-    async with alto.LocalRuntime(p) as rt:
+    async with alto.LocalRuntime(p, **options) as rt:
         t0 = time.perf_counter()
         result = await rt.submit(n_items)
         elapsed = time.perf_counter() - t0
@@ -160,6 +160,11 @@ def best(fn, *args, repeat: int) -> float:
     return min(asyncio.run(fn(*args)) for _ in range(repeat))
 
 
+async def alto_chain_timed(n_items: int) -> float:
+    """The chain with ``stage_metrics=True``: every item timed in every stage (``alto serve``)."""
+    return await alto_chain(n_items, noop, stage_metrics=True)
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--items", type=int, default=20_000, help="items through the 10-stage chain")
@@ -174,6 +179,7 @@ def main(argv: list[str] | None = None) -> dict:
     a_chain = best(alto_chain, args.items, repeat=args.repeat)
     f_chain = best(floor_chain, args.items, repeat=args.repeat)
     a_sync = best(alto_chain, args.items, noop_blocking, repeat=args.repeat)
+    a_timed = best(alto_chain_timed, args.items, repeat=args.repeat)
     fan_items = args.requests * args.width
     a_fan = best(alto_fanout, args.requests, args.width, repeat=args.repeat)
     f_fan = best(floor_fanout, args.requests, args.width, repeat=args.repeat)
@@ -192,6 +198,12 @@ def main(argv: list[str] | None = None) -> dict:
             "alto_s": a_sync,
             "alto_us_per_hop": a_sync / hops * 1e6,
             "ratio": a_sync / f_chain,
+        },
+        "chain_stage_metrics": {
+            "note": "the same chain with stage_metrics=True (a latency histogram per stage, as alto serve runs)",
+            "alto_s": a_timed,
+            "alto_us_per_hop": a_timed / hops * 1e6,
+            "cost_us_per_hop": (a_timed - a_chain) / hops * 1e6,
         },
         "fanout": {
             "requests": args.requests,
