@@ -213,7 +213,10 @@ pipeline.output(pipeline.input().map(slow))
 """
 
 
-def test_sigterm_drains_requests_in_flight_then_exits_0(tmp_path):
+def test_sigterm_drains_requests_in_flight_then_exits_0(runtime, tmp_path, request):
+    """On Ray too: ray.init installs a SIGTERM handler that exits at once, which must not
+    replace the server's draining one (the server joins the suite's cluster)."""
+    import os
     import signal
     import subprocess
     import sys
@@ -221,7 +224,11 @@ def test_sigterm_drains_requests_in_flight_then_exits_0(tmp_path):
     (tmp_path / "slow.py").write_text(SLOW_PIPELINE)
     port = free_port()
     cmd = [sys.executable, "-m", "alto.cli", "serve", f"{tmp_path / 'slow.py'}:pipeline", "--port", str(port)]
-    proc = subprocess.Popen(cmd + ["--drain", "30"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    env = dict(os.environ)
+    if runtime == "ray":
+        cmd += ["--runtime", "ray"]
+        env["RAY_ADDRESS"] = request.getfixturevalue("ray_cluster").address
+    proc = subprocess.Popen(cmd + ["--drain", "30"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60

@@ -38,7 +38,9 @@ import dataclasses
 import logging
 import os
 import secrets
+import signal
 import sys
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, Unpack
@@ -64,7 +66,13 @@ def ray_init(address: str | None = None, **kwargs: Any) -> None:
     if not ray.is_initialized():
         kwargs.setdefault("include_dashboard", False)
         kwargs.setdefault("log_to_driver", False)
+        # ray.init replaces the SIGTERM handler with one that exits at once; a driver that
+        # handles SIGTERM itself (alto serve drains its runs in flight) keeps its own.
+        main = threading.current_thread() is threading.main_thread()
+        before = signal.getsignal(signal.SIGTERM) if main else None
         ray.init(address=address, **kwargs)
+        if main and callable(before):
+            signal.signal(signal.SIGTERM, before)
 
 
 def _user_modules(pipeline: Pipeline) -> list[Any]:

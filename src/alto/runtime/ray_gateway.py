@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -411,6 +412,10 @@ class Gateway:
         if self.pool is not None:
             await self.pool.close()
             await self.endpoint.close()
+        if self.options.tracing:  # spans a batching exporter still holds would die with the actors
+            flushes = [h.flush_traces.remote() for hs in self.handles.values() for h in hs]
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.gather(*flushes, return_exceptions=True), self.health_timeout_s)
         for hs in self.handles.values():
             for h in hs:
                 ray.kill(h)

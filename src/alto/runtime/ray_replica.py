@@ -144,6 +144,14 @@ class ReplicaActor:
     def trace_parent(self, rid: int) -> Any:
         return self._traces.get(rid)
 
+    def flush_traces(self) -> None:
+        """Export the spans this process's tracer provider still holds (before the actor is killed)."""
+        from opentelemetry import trace
+
+        flush = getattr(trace.get_tracer_provider(), "force_flush", None)
+        if flush is not None:
+            flush()
+
     def snapshot(self) -> dict[str, Any] | None:
         """This replica's counters (``None`` before setup)."""
         return self.replica.snapshot() if self.replica is not None else None
