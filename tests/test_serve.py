@@ -331,18 +331,23 @@ def test_web_view_in_a_real_browser_shows_partial_outputs_before_the_result(tmp_
     assert (tmp_path / "web_view.png").stat().st_size > 10_000
 
 
-def test_metrics_show_router_decisions_of_llm_stages():
+def test_metrics_show_router_decisions_of_llm_stages(runtime):
+    """On Ray the router lives in the sending replica's actor, and learns that items
+    finished from acks and polls: its outstanding count reaches 0 within a few polls."""
     from alto.llm import Simulated, generate
 
     p = alto.Pipeline("llm")
     topics = p.input().expand(str.split, name="topics")
     describe = generate(Simulated(time_scale=0, seed=1), "Describe {input}", max_tokens=8)
     p.output(topics.map(describe, replicas=2, name="gen").aggregate(lambda t, ds: len(ds)))
-    with TestClient(create_app(p)) as http:
-        assert http.post("/v1/runs", json={"input": "smtp imap pop"}).status_code == 200
-        text = http.get("/metrics").text
+    outstanding = 'alto_router_outstanding{sender="topics[0]",stage="gen"}'
+    with TestClient(create_app(p, runtime=runtime)) as http:
+        assert http.post("/v1/runs", json={"input": "smtp imap pop"}).json()["output"] == 3
+        deadline = time.monotonic() + 30
+        while f"{outstanding} 0.0" not in (text := http.get("/metrics").text):
+            assert outstanding in text and time.monotonic() < deadline, text  # every item reported done
+            time.sleep(0.05)
     assert 'alto_router_spilled{sender="topics[0]",stage="gen"}' in text
-    assert 'alto_router_outstanding{sender="topics[0]",stage="gen"} 0.0' in text  # every item reported done
 
 
 def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -380,7 +385,8 @@ def test_metrics_have_a_latency_histogram_items_out_and_failures_per_stage_repli
         )
 
     assert total("alto_stage_seconds_count", "nap") == 8  # 8 words over both replicas
-    assert 8 * 0.05 <= total("alto_stage_seconds_sum", "nap") < 8 * 2.0
+    # (Ray's uvloop may end a 50 ms sleep a little early: its clock is read once per loop turn)
+    assert 8 * 0.04 <= total("alto_stage_seconds_sum", "nap") < 8 * 2.0
     assert total("alto_stage_seconds_bucket", "nap", le="0.032768") == 0  # none took under 32 ms
     assert total("alto_stage_seconds_bucket", "nap", le="+Inf") == 8
     assert all(total("alto_stage_seconds_count", "nap", replica=r) > 0 for r in ("0", "1"))  # both replicas report

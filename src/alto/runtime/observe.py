@@ -144,15 +144,8 @@ class Observer:
     def done(self, path: tuple[int, ...], t0: float, failed: bool) -> None:
         """The item at ``path``, started at ``t0`` (``perf_counter``), is finished."""
         t1 = time.perf_counter()
-        timer = self.timer
-        if timer is not None:  # StageTimer.observe, inlined: this runs for every item
-            seconds = t1 - t0
-            k = int(seconds * 1e6).bit_length()
-            timer.counts[k if k < _LAST else _LAST] += 1
-            timer.sum_s += seconds
-            timer.count += 1
-            if failed:
-                timer.errors += 1
+        if self.timer is not None:
+            self.timer.observe(t1 - t0, failed)
         if self.tracer is not None:
             self._span(path, t0, t1, failed)
 
