@@ -444,3 +444,27 @@ def _span_file_tracing(folder: str) -> None:
 
 def _one_line(span) -> str:
     return span.to_json(indent=None) + "\n"
+
+
+def test_a_stream_whose_client_left_before_its_body_started_gives_its_admission_slot_back():
+    """An async generator that never started runs no ``finally``: the response itself
+    must give the slot back, or each such client would leak one of --max-inflight."""
+    from alto.serve.app import _ReleasingStream
+
+    released: list[bool] = []
+
+    async def body():
+        yield "never sent"
+
+    async def release() -> None:
+        released.append(True)
+
+    async def receive() -> dict:
+        return {"type": "http.disconnect"}  # the client is already gone
+
+    async def send(message: dict) -> None:
+        await asyncio.sleep(5)  # the response start is still on its way when the disconnect is seen
+
+    response = _ReleasingStream(body(), release, media_type="text/event-stream")
+    asyncio.run(asyncio.wait_for(response({"type": "http", "asgi": {"spec_version": "2.3"}}, receive, send), 10))
+    assert released == [True]

@@ -15,6 +15,7 @@ an item (no search): bucket ``k`` holds times in ``[2**(k-1), 2**k)`` µs.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from collections.abc import Callable, Iterator
@@ -192,7 +193,8 @@ def request_span(pipeline: str, traces: dict[int, Any] | None, rid: int | None =
     try:
         yield ctx
     except BaseException as exc:
-        span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+        left = isinstance(exc, (GeneratorExit, asyncio.CancelledError))
+        span.set_status(Status(StatusCode.ERROR, "the caller left first" if left else f"{type(exc).__name__}: {exc}"))
         raise
     finally:
         if rid is not None:

@@ -184,6 +184,15 @@ def create_app(
     async def _stream(value: Any, rid: str, request: Request) -> StreamingResponse:
         ctx = admitted(request)
         rt = await ctx.__aenter__()  # before the response starts: 429/503 are still possible
+        released = False
+
+        async def release() -> None:
+            # Once, by whichever ends first: the body (it ran) or the response (a client
+            # that left before the body started: an unstarted generator runs no finally).
+            nonlocal released
+            if not released:
+                released = True
+                await ctx.__aexit__(None, None, None)
 
         async def events() -> AsyncIterator[str]:
             t0 = time.perf_counter()
@@ -211,9 +220,11 @@ def create_app(
                 yield _sse("error", {"id": rid, "message": str(exc), "stage": exc.stage, "path": list(exc.path)})
             finally:
                 metrics.done(outcome, t0)
-                await ctx.__aexit__(None, None, None)
+                await release()
 
-        return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+        return _ReleasingStream(
+            events(), release, media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
+        )
 
     @app.get("/v1/pipeline", dependencies=auth, summary="The pipeline's stages, replicas and graph")
     async def describe() -> dict[str, Any]:
@@ -248,6 +259,20 @@ def create_app(
         return PlainTextResponse(await metrics.render(), media_type="text/plain; version=0.0.4")
 
     return app
+
+
+class _ReleasingStream(StreamingResponse):
+    """A streaming response that calls ``release()`` when it is over, however it ended."""
+
+    def __init__(self, content: Any, release: Callable[[], Any], **kwargs: Any) -> None:
+        super().__init__(content, **kwargs)
+        self._release = release
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self._release()
 
 
 def _sse(event: str, data: dict[str, Any]) -> str:
