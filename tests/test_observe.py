@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 import alto
 from alto.runtime.observe import BOUNDS_S, StageTimer, merge_snapshots
-from alto.runtime.replica import RuntimeOptions
+from alto.runtime.options import RuntimeOptions
 
 
 @given(st.floats(min_value=0, max_value=1e4, allow_nan=False))

@@ -33,7 +33,8 @@ from ..pipeline import ASYNC_CONCURRENCY, Pipeline, is_class_stage
 from .base import Runtime
 from .emit import build_emit
 from .observe import group_replicas, request_span
-from .replica import ReplicaExecutor, RuntimeKwargs, RuntimeOptions
+from .options import RuntimeKwargs, RuntimeOptions
+from .replica import ReplicaExecutor
 from .requests import Ended, Event, Requests, iterate_events
 
 __all__ = ["LocalRuntime"]
@@ -51,9 +52,10 @@ class LocalRuntime(Runtime):
     Args:
         pipeline: the pipeline (validated here, before anything starts).
         streaming: ``False`` runs the paper's baseline (whole levels buffered).
-        **options: :class:`~alto.runtime.replica.RuntimeOptions`: ``inbox_capacity``,
+        **options: :class:`~alto.runtime.options.RuntimeOptions`: ``inbox_capacity``,
             ``batch_size``, ``max_requests`` (admission limit), ``sync_budget_s``,
-            ``timeout_s`` (per request), ``event_buffer``.
+            ``timeout_s`` (per request), ``event_buffer``, ``stage_metrics`` (time every
+            item: :meth:`stage_stats` histograms) and ``tracing`` (OpenTelemetry spans).
 
     Use as an async context manager (or ``await rt.start()`` ... ``await rt.aclose()``);
     :meth:`submit` runs one request, :meth:`stream` yields its output events as they are

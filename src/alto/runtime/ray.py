@@ -48,8 +48,8 @@ from typing import Any, Unpack
 from ..pipeline import Pipeline
 from .base import Runtime
 from .observe import request_span
+from .options import RuntimeKwargs, RuntimeOptions
 from .ray_gateway import Gateway, RayOptions
-from .replica import RuntimeKwargs, RuntimeOptions
 from .requests import Event
 
 log = logging.getLogger("alto.ray")
@@ -147,9 +147,12 @@ class RayRuntime(Runtime):
             other's ports, as Ray's own workers do); ``"ray"``: as Ray actor calls
             (about 10x slower per hop; for networks that allow only Ray's ports).
         health_interval_s, restart_timeout_s, health_timeout_s: supervision timing.
-        **options: the same :class:`~alto.runtime.replica.RuntimeOptions` as
+        **options: the same :class:`~alto.runtime.options.RuntimeOptions` as
             :class:`~alto.LocalRuntime` (``inbox_capacity``, ``batch_size``,
-            ``max_requests``, ``sync_budget_s``, ``timeout_s``, ``event_buffer``).
+            ``max_requests``, ``sync_budget_s``, ``timeout_s``, ``event_buffer``,
+            ``stage_metrics``, ``tracing``).
+        trace_setup: with ``tracing=True``, a function of no arguments each replica
+            runs at start to configure OpenTelemetry in its own process.
 
     Raises ``ImportError`` naming the extra to install when Ray is missing.
     """

@@ -12,9 +12,9 @@ from ..ancestry import Item, Message
 from ..errors import StageError
 from ..pipeline import Pipeline, StageSpec
 from .observe import group_replicas
+from .options import RuntimeOptions
 from .ray_replica import ReplicaActor, options_for
 from .ray_sender import Sender, Wiring, downstream_stages, wire_emit
-from .replica import RuntimeOptions
 from .requests import Requests
 from .wire import Endpoint, Pool
 

@@ -15,8 +15,9 @@ from ..ancestry import Item
 from ..errors import StageError
 from ..pipeline import ASYNC_CONCURRENCY, Pipeline, StageSpec
 from .emit import router_state
+from .options import RuntimeOptions
 from .ray_sender import Sender, Wiring, downstream_stages, wire_emit
-from .replica import ReplicaExecutor, RuntimeOptions
+from .replica import ReplicaExecutor
 from .requests import Ended
 from .wire import Endpoint, Pool
 
