@@ -174,8 +174,9 @@ def test_a_client_that_disconnects_cancels_its_work_in_every_stage():
 
 
 def test_clients_run_and_stream_like_a_runtime():
+    assert alto.Client is Client and alto.AsyncClient is AsyncClient  # the contract's name: alto.Client
     with running(create_app(words(), token="t")) as url:
-        with Client(url, token="t") as c:
+        with alto.Client(url, token="t") as c:
             assert c.run("SMTP sends mail") == 13
             events = list(c.stream("SMTP sends mail"))
         assert [e.final for e in events] == [False] * 3 + [True]

@@ -6,7 +6,8 @@
 >>> alto.run(p, ["hi"])
 ['HI']
 
-``alto.RayRuntime`` is imported on first use, so ``import alto`` never imports Ray.
+``alto.RayRuntime`` is imported on first use, so ``import alto`` never imports Ray;
+so are ``alto.Client`` and ``alto.AsyncClient`` (clients of ``alto serve``, httpx).
 """
 
 from __future__ import annotations
@@ -21,8 +22,11 @@ from .runtime import Event, LocalRuntime, Runtime, run, run_async
 
 if TYPE_CHECKING:
     from .runtime.ray import RayRuntime
+    from .serve.client import AsyncClient, Client, ServerError
 
 __all__ = [
+    "AsyncClient",
+    "Client",
     "Event",
     "ItemContext",
     "LocalRuntime",
@@ -36,6 +40,7 @@ __all__ = [
     "RoundRobin",
     "Router",
     "Runtime",
+    "ServerError",
     "StageError",
     "StageOptions",
     "StageSpec",
@@ -54,6 +59,11 @@ def __getattr__(name: str) -> Any:
 
         globals()[name] = RayRuntime
         return RayRuntime
+    if name in ("Client", "AsyncClient", "ServerError"):
+        from .serve import client  # httpx, only when a client is wanted
+
+        value = globals()[name] = getattr(client, name)
+        return value
     raise AttributeError(f"module 'alto' has no attribute {name!r}")
 
 

@@ -1,8 +1,8 @@
 """Clients of ``alto serve`` (httpx): ``run(x)`` for the result, ``stream(x)`` for the
 partial outputs as they happen, like ``rt.stream`` of a runtime.
 
-    from alto.serve import Client
-    with Client("http://127.0.0.1:8000", token="...") as c:
+    import alto
+    with alto.Client("http://127.0.0.1:8000", token="...") as c:   # alto.serve.Client too
         print(c.run("How does e-mail work?"))
         for ev in c.stream("How does e-mail work?"):
             print(ev.stage, ev.path, ev.value)       # the last event is the result (ev.final)
