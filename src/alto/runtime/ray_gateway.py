@@ -381,11 +381,12 @@ class Gateway:
 
     async def stage_stats(self) -> dict[str, dict[str, Any]]:
         """Every replica's counters, grouped by stage as the local runtime's
-        ``stage_stats()`` (a replica that does not answer in time gives ``None``)."""
+        ``stage_stats()`` (a replica that does not answer within 2 s -- being replaced,
+        say -- gives ``None``: a Prometheus scrape must not wait out a restart)."""
 
         async def one(h: Any) -> dict[str, Any] | None:
             try:
-                return await asyncio.wait_for(h.snapshot.remote(), self.health_timeout_s)
+                return await asyncio.wait_for(h.snapshot.remote(), min(2.0, self.health_timeout_s))
             except Exception:
                 return None
 
