@@ -122,7 +122,7 @@ def test_pipeline_readyz_and_metrics():
         text = http.get("/metrics").text
     assert 'alto_requests_total{outcome="ok"} 2.0' in text
     assert "alto_request_seconds_count 2.0" in text and "alto_first_output_seconds_count 1.0" in text
-    assert 'alto_stage_items_handled{replica="0",stage="length"} 5.0' in text
+    assert 'alto_stage_items_handled_total{replica="0",stage="length"} 5.0' in text
     assert "alto_requests_in_flight 0.0" in text
 
 
@@ -348,7 +348,7 @@ def test_metrics_show_router_decisions_of_llm_stages(runtime):
         while f"{outstanding} 0.0" not in (text := http.get("/metrics").text):
             assert outstanding in text and time.monotonic() < deadline, text  # every item reported done
             time.sleep(0.05)
-    assert 'alto_router_spilled{sender="topics[0]",stage="gen"}' in text
+    assert 'alto_router_spilled_total{sender="topics[0]",stage="gen"}' in text
 
 
 def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -391,8 +391,8 @@ def test_metrics_have_a_latency_histogram_items_out_and_failures_per_stage_repli
     assert total("alto_stage_seconds_bucket", "nap", le="0.032768") == 0  # none took under 32 ms
     assert total("alto_stage_seconds_bucket", "nap", le="+Inf") == 8
     assert all(total("alto_stage_seconds_count", "nap", replica=r) > 0 for r in ("0", "1"))  # both replicas report
-    assert total("alto_stage_failures", "nap") == 1 and total("alto_stage_items_out", "nap") == 7
-    assert total("alto_stage_items_out", "words") == 8 and total("alto_stage_items_handled", "words") == 2
+    assert total("alto_stage_failures_total", "nap") == 1 and total("alto_stage_items_out_total", "nap") == 7
+    assert total("alto_stage_items_out_total", "words") == 8 and total("alto_stage_items_handled_total", "words") == 2
 
 
 def test_tracing_gives_a_span_per_request_and_per_item_in_each_stage(runtime, tmp_path):

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
 from ..runtime.observe import BOUNDS_S
 
@@ -33,21 +33,23 @@ class _Stages:
 
     def collect(self) -> Iterator[Any]:
         labels = ["stage", "replica"]
+        # counts since the replica started are counters (a replaced Ray replica starts from
+        # zero: rate() reads that as a reset); the rest are gauges
         gauges = {
-            "handled": GaugeMetricFamily("alto_stage_items_handled", "items a replica has handled", labels=labels),
-            "failures": GaugeMetricFamily("alto_stage_failures", "items a replica's stage failed on", labels=labels),
+            "handled": CounterMetricFamily("alto_stage_items_handled", "items a replica has handled", labels=labels),
+            "failures": CounterMetricFamily("alto_stage_failures", "items a replica's stage failed on", labels=labels),
             "load": GaugeMetricFamily("alto_stage_queue_depth", "items queued or running at a replica", labels=labels),
             "inbox_peak": GaugeMetricFamily(
                 "alto_stage_inbox_peak", "most items ever queued at a replica", labels=labels
             ),
         }
-        items_out = GaugeMetricFamily("alto_stage_items_out", "items a replica has emitted", labels=labels)
+        items_out = CounterMetricFamily("alto_stage_items_out", "items a replica has emitted", labels=labels)
         seconds = HistogramMetricFamily(
             "alto_stage_seconds",
             "time a replica spent on each item (aggregates and zips: each message, group ends included)",
             labels=labels,
         )
-        spilled = GaugeMetricFamily(
+        spilled = CounterMetricFamily(
             "alto_router_spilled", "items sent away from their preferred replica", labels=["sender", "stage"]
         )
         outstanding = GaugeMetricFamily(
