@@ -376,3 +376,33 @@ def test_a_stage_raising_cancelled_error_fails_its_request_not_the_replica():
     first, later = arun(main())
     assert first[0] == 0 and first[2] == 2 and later == [3, 4]
     assert isinstance(first[1], alto.StageError) and first[1].stage == "odd"
+
+
+class _MissingModel:
+    """A class stage whose model cannot be loaded (its constructor raises)."""
+
+    def __init__(self) -> None:
+        raise FileNotFoundError("model.gguf is missing")
+
+    def __call__(self, x: str) -> str:
+        return x
+
+
+def test_a_stage_that_cannot_start_is_named_with_its_own_error_on_every_runtime(make_runtime):
+    """The error names the stage and replica and carries the stage's exception itself
+    (on Ray: not wrapped in Ray's task error), and the runtime is left closed."""
+    p = alto.Pipeline("loads")
+    p.output(p.input().map(str.upper, name="upper").map(_MissingModel, name="model", replicas=2))
+
+    async def main():
+        rt = make_runtime(p)
+        with pytest.raises(RuntimeError) as exc:
+            await rt.start()
+        return rt, exc.value
+
+    rt, error = asyncio.run(main())
+    assert str(error).startswith("stage 'model' (replica ")
+    assert "failed to start: FileNotFoundError('model.gguf is missing')" in str(error)
+    assert "ray::" not in str(error)
+    with pytest.raises(RuntimeError, match=r"not started|closed"):
+        asyncio.run(rt.submit("x"))

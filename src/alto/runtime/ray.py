@@ -211,8 +211,11 @@ class RayRuntime(Runtime):
         self.gateway = gateway_cls.remote(payload, self.streaming, self.options, self.ray_options)
         try:
             self.placement = await self.gateway.start.remote()
-        except BaseException:
+        except BaseException as exc:
             await self._close()
+            cause = getattr(exc, "cause", None)  # Ray's wrapper of the gateway's own error
+            if isinstance(cause, Exception):
+                raise cause from None  # "stage 'x' (replica 0) failed to start: ...", as locally
             raise
 
     async def _close(self) -> None:

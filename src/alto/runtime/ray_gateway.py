@@ -126,8 +126,10 @@ class Gateway:
         return actor.remote(self.payload, spec.name, index, self.streaming, self.options, self.token, self.trace_setup)
 
     async def _await_all(self, refs: list[Any], what: str, stage: str | None) -> list[Any]:
+        """The answers of ``refs``; for a stage's replicas, an error names the stage and
+        replica and carries the stage's own exception (not Ray's wrapper), as locally."""
         try:
-            return await asyncio.wait_for(asyncio.gather(*refs), self.start_timeout_s)
+            answers = await asyncio.wait_for(asyncio.gather(*refs, return_exceptions=True), self.start_timeout_s)
         except TimeoutError:
             res = dict(self.pipeline.stages[stage].resources) if stage else {}
             raise TimeoutError(
@@ -135,6 +137,13 @@ class Gateway:
                 + (f": no live node may offer the resources {res} this stage asks for" if res else "")
                 + " (check `ray status`; pass start_timeout_s= to wait longer)"
             ) from None
+        for i, answer in enumerate(answers):
+            if isinstance(answer, BaseException):
+                if stage is None:
+                    raise answer
+                cause = getattr(answer, "cause", None) or answer  # RayTaskError -> the stage's exception
+                raise RuntimeError(f"stage {stage!r} (replica {i}) failed to start: {cause!r}") from None
+        return answers
 
     def _spawn_task(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -405,14 +414,17 @@ class Gateway:
     async def close(self) -> None:
         import ray
 
-        self.requests.close("the runtime was closed before this request finished")
-        self._janitor.cancel()
-        self._health.cancel()
+        if hasattr(self, "requests"):  # (a start that failed early made none of these)
+            self.requests.close("the runtime was closed before this request finished")
+        for task in (getattr(self, "_janitor", None), getattr(self, "_health", None)):
+            if task is not None:
+                task.cancel()
         if self.sender is not None:
             self.sender.close()
         if self.pool is not None:
             await self.pool.close()
-            await self.endpoint.close()
+            if hasattr(self, "endpoint"):
+                await self.endpoint.close()
         if self.options.tracing:  # spans a batching exporter still holds would die with the actors
             flushes = [h.flush_traces.remote() for hs in self.handles.values() for h in hs]
             with contextlib.suppress(Exception):

@@ -51,11 +51,7 @@ class ReplicaActor:
     ) -> None:
         import cloudpickle
 
-        if options.tracing and trace_setup is not None:
-            try:  # the user's OpenTelemetry configuration, in this process
-                cloudpickle.loads(trace_setup)()
-            except Exception as exc:
-                raise RuntimeError(f"stage {stage!r} replica {index}: trace_setup= raised {exc!r}") from exc
+        self.trace_setup = trace_setup if options.tracing else None  # run in setup(): errors reach the caller
         self._traces: dict[int, Any] = {}  # request -> its span's context (tracing=True)
 
         self.pipeline: Pipeline = cloudpickle.loads(payload)
@@ -82,8 +78,14 @@ class ReplicaActor:
     async def setup(self) -> tuple[str, Any]:
         """Construct the stage (a class stage may load a model) and start listening;
         returns (node id, address senders connect to)."""
+        import cloudpickle
         import ray
 
+        if self.trace_setup is not None:
+            try:  # the user's OpenTelemetry configuration, in this process
+                cloudpickle.loads(self.trace_setup)()
+            except Exception as exc:
+                raise RuntimeError(f"trace_setup= raised {exc!r}") from exc
         self.replica = ReplicaExecutor(self.spec, self.index, self, _unwired)
         await self.replica.setup()
         addr = None
