@@ -40,7 +40,7 @@ from __future__ import annotations
 import asyncio
 import random
 import zlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -159,25 +159,23 @@ def build_pipeline(
     def engine() -> PaperEngine:
         return PaperEngine(setting, time_scale)
 
-    class Answer:
-        __alto_llm__ = LLMCall(prompt=answer_prompt, kind=lambda q: "answer")
+    def split_stage(prompt: Callable[[str], str], kind: str, splitter: str, max_tokens: int) -> type:
+        """A class stage (one engine per replica) streaming the parts of one LLM call."""
 
-        def __init__(self) -> None:
-            self.gen = generate_split(engine(), answer_prompt, "sentences", max_tokens=2048, dedupe=False)
+        class SplitStage:
+            __alto_llm__ = LLMCall(prompt=prompt, kind=lambda x: kind)
 
-        async def __call__(self, question: str) -> AsyncIterator[str]:
-            async for claim in self.gen(question):
-                yield claim
+            def __init__(self) -> None:
+                self.gen = generate_split(engine(), prompt, splitter, max_tokens=max_tokens, dedupe=False)
 
-    class Queries:
-        __alto_llm__ = LLMCall(prompt=queries_prompt, kind=lambda c: "queries")
+            async def __call__(self, text: str) -> AsyncIterator[str]:
+                async for part in self.gen(text):
+                    yield part
 
-        def __init__(self) -> None:
-            self.gen = generate_split(engine(), queries_prompt, "lines", max_tokens=256, dedupe=False)
+        return SplitStage
 
-        async def __call__(self, claim: str) -> AsyncIterator[str]:
-            async for query in self.gen(claim):
-                yield query
+    Answer = split_stage(answer_prompt, "answer", "sentences", 2048)
+    Queries = split_stage(queries_prompt, "queries", "lines", 256)
 
     class Verdict:
         __alto_llm__ = LLMCall(prompt=lambda item: verdict_prompt(setting, item), kind=lambda item: "verdict")
