@@ -469,3 +469,25 @@ def test_a_stream_whose_client_left_before_its_body_started_gives_its_admission_
     response = _ReleasingStream(body(), release, media_type="text/event-stream")
     asyncio.run(asyncio.wait_for(response({"type": "http", "asgi": {"spec_version": "2.3"}}, receive, send), 10))
     assert released == [True]
+
+
+def test_a_ray_replica_that_does_not_answer_a_scrape_is_left_out_not_fatal():
+    """Stage stats hold None for a replica that did not answer (being replaced, say):
+    its samples are left out of that scrape and the other replicas' stay."""
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from alto.runtime.observe import StageTimer, group_replicas
+    from alto.serve.metrics import _Stages
+
+    timer = StageTimer()
+    timer.observe(0.01, failed=False)
+    answered = {"handled": 3, "failures": 0, "inbox_peak": 1, "load": 0, "lanes": 1}
+    answered |= {"timing": timer.snapshot(), "routers": []}
+    collector = _Stages()
+    collector.stats = {"a": group_replicas([answered, None]), "b": group_replicas([None])}
+    registry = CollectorRegistry()
+    registry.register(collector)
+    m = _samples(generate_latest(registry).decode())
+    handled = {ls: v for (n, ls), v in m.items() if n == "alto_stage_items_handled_total"}
+    assert handled == {(("replica", "0"), ("stage", "a")): 3.0}
+    assert m[("alto_stage_seconds_count", (("replica", "0"), ("stage", "a")))] == 1

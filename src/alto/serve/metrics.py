@@ -56,17 +56,19 @@ class _Stages:
             "alto_router_outstanding", "items a sender believes unfinished", labels=["sender", "stage"]
         )
         for stage, s in self.stats.items():
-            for i in range(s.get("replicas", 0)):
+            # stage_stats() holds a list over replicas per counter: one row per replica
+            rows = [{key: v[i] for key, v in s.items() if key != "replicas"} for i in range(s["replicas"])]
+            for i, row in enumerate(rows):
+                if row.get("handled") is None:
+                    continue  # a Ray replica that did not answer this scrape
                 where = [stage, str(i)]
                 for key, family in gauges.items():
-                    value = s.get(key, [None] * (i + 1))[i]
-                    if value is not None:  # None: a Ray replica that did not answer
-                        family.add_metric(where, float(value))
-                timing = s.get("timing", [None] * (i + 1))[i]
+                    family.add_metric(where, float(row[key]))
+                timing = row["timing"]
                 if timing is not None:
                     items_out.add_metric(where, float(timing["items_out"]))
                     seconds.add_metric(where, _buckets(timing["counts"]), timing["sum_s"])
-                for state in s.get("routers", [None] * (i + 1))[i] or []:
+                for state in row["routers"]:
                     if "spilled" in state:
                         sender = [f"{stage}[{i}]", state["stage"]]
                         spilled.add_metric(sender, float(state["spilled"]))
