@@ -306,7 +306,7 @@ class ReplicaExecutor:
                 msgs = list(ready)
                 ready.clear()
                 lane.rid = _UNINTERRUPTIBLE
-                t0 = clock()
+                t0 = clock() if observer is not None else 0.0
                 try:
                     await op.handle_batch(msgs)
                 except BaseException as exc:
