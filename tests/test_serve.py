@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import pathlib
 import threading
 import time
 
@@ -39,20 +41,33 @@ def failing() -> alto.Pipeline:
 
 
 class Gate:
-    """A slow stage that records which items started and which were cancelled."""
+    """A slow stage that records which items started and which were cancelled, as files
+    in ``folder`` (so a Ray replica in another process records them too)."""
 
-    def __init__(self, delay: float) -> None:
+    def __init__(self, delay: float, folder: pathlib.Path) -> None:
         self.delay = delay
-        self.started: list[str] = []
-        self.cancelled: list[str] = []
+        self.folder = str(folder)
+
+    def _seen(self, what: str) -> list[str]:
+        return sorted(p.name.split(".", 1)[1] for p in pathlib.Path(self.folder).glob(f"{what}.*"))
+
+    @property
+    def started(self) -> list[str]:
+        return self._seen("started")
+
+    @property
+    def cancelled(self) -> list[str]:
+        return self._seen("cancelled")
 
     def pipeline(self) -> alto.Pipeline:
+        folder, delay = self.folder, self.delay  # (not self: the stage is pickled to Ray replicas)
+
         async def slow(word: str) -> str:
-            self.started.append(word)
+            open(os.path.join(folder, f"started.{word}"), "w").close()
             try:
-                await asyncio.sleep(self.delay)
+                await asyncio.sleep(delay)
             except asyncio.CancelledError:
-                self.cancelled.append(word)
+                open(os.path.join(folder, f"cancelled.{word}"), "w").close()
                 raise
             return word
 
@@ -126,8 +141,8 @@ def test_pipeline_readyz_and_metrics():
     assert "alto_requests_in_flight 0.0" in text
 
 
-def test_over_the_inflight_limit_requests_get_429_with_retry_after():
-    gate = Gate(delay=2.0)
+def test_over_the_inflight_limit_requests_get_429_with_retry_after(tmp_path):
+    gate = Gate(delay=2.0, folder=tmp_path)
     with running(create_app(gate.pipeline(), max_inflight=1)) as url:
 
         async def main():
@@ -143,34 +158,35 @@ def test_over_the_inflight_limit_requests_get_429_with_retry_after():
     assert second.status_code == 429 and second.headers["retry-after"] == "1"
 
 
-def test_a_run_past_the_timeout_gets_504_and_its_work_is_cancelled(runtime):
-    gate = Gate(delay=30.0)
+def test_a_run_past_the_timeout_gets_504_and_its_work_is_cancelled(runtime, tmp_path):
+    gate = Gate(delay=30.0, folder=tmp_path)
     with TestClient(create_app(gate.pipeline(), timeout_s=2.0, runtime=runtime)) as http:
         r = http.post("/v1/runs", json={"input": "a b c"})
         assert r.status_code == 504 and "2 s" in r.json()["error"]["message"]
-        if runtime == "local":  # the gate's records live in this process
-            deadline = time.monotonic() + 10
-            while len(gate.cancelled) < 3 and time.monotonic() < deadline:
-                time.sleep(0.02)
-            assert sorted(gate.cancelled) == ["a", "b", "c"]
+        deadline = time.monotonic() + 10
+        while len(gate.cancelled) < 3 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert gate.cancelled == ["a", "b", "c"]
         assert http.get("/readyz").status_code == 200  # the server goes on
 
 
-def test_a_client_that_disconnects_cancels_its_work_in_every_stage():
-    gate = Gate(delay=30.0)
-    with running(create_app(gate.pipeline())) as url:
+def test_a_client_that_disconnects_cancels_its_work_in_every_stage(runtime, tmp_path):
+    gate = Gate(delay=30.0, folder=tmp_path)
+    with running(create_app(gate.pipeline(), runtime=runtime)) as url:
         with (
             httpx.Client(base_url=url, timeout=30) as http,
             http.stream("POST", "/v1/runs", json={"input": "x y z", "stream": True}) as r,
         ):
             assert r.status_code == 200
+            deadline = time.monotonic() + 30
             while len(gate.started) < 3:
+                assert time.monotonic() < deadline, gate.started
                 time.sleep(0.01)
         # leaving the block closed the connection mid-stream
         deadline = time.monotonic() + 10
         while len(gate.cancelled) < 3 and time.monotonic() < deadline:
             time.sleep(0.02)
-    assert sorted(gate.cancelled) == ["x", "y", "z"]
+    assert gate.cancelled == ["x", "y", "z"]
 
 
 def test_clients_run_and_stream_like_a_runtime():
