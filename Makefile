@@ -41,12 +41,13 @@ test: $(STAMP)
 		else echo "chromium is not installed and we are not root: the browser test will be skipped (apt-get install chromium)"; fi; }
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+	$(PY) -m mypy
 	$(PY) -m pytest
 
 # The Ray fault tests (killed replicas, a lost node) are part of `make test`; this runs
 # them 5 times in a row, to catch recovery that works only sometimes.
 test-faults: $(STAMP)
-	@for i in 1 2 3 4 5; do echo "fault tests, run $$i of 5"; $(PY) -m pytest -q -m faults tests/test_ray.py || exit 1; done
+	@for i in 1 2 3 4 5; do echo "fault tests, run $$i of 5"; $(PY) -m pytest -q -m faults tests/runtime/test_ray.py || exit 1; done
 
 lint: $(STAMP)
 	$(PY) -m ruff check --fix .

@@ -6,7 +6,7 @@
 Components: a SIMULATED engine (``alto.llm.Simulated`` defaults: a 7B model on one
 A100, continuous batching) for the LLM calls, BM25 over FOLDOC (real) for retrieval,
 all-MiniLM-L6-v2 (real, on this CPU) for the document analysis's embeddings. Every
-system gets the same requests at the same Poisson arrival times (``alto.bench.load``),
+system gets the same requests at the same Poisson arrival times (``alto.testing``),
 and the final results are checked to be identical across the three. "Unloaded" is
 the mean latency of ALTO streaming with one request at a time (no queueing).
 Latencies of the LLM applications are in simulated seconds (``time_scale`` 0.5).
@@ -24,11 +24,14 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from alto.apps import analysis, rag, summarize
-from alto.bench.langgraph_apps import analysis_graph, app_system, rag_graph, summarize_graph
-from alto.bench.sweep import compare, cpu_ms_per_request, curve, runtime_factory, sweep
+if __package__ in (None, ""):  # run as a script (python benchmarks/apps.py): import the package beside it
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 from alto.llm import Simulated
 from alto.retrieval import BM25, load_foldoc
+from alto.testing import compare, cpu_ms_per_request, curve, runtime_factory, sweep
+from alto_apps import analysis, rag, summarize
+from benchmarks.langgraph_apps import analysis_graph, app_system, rag_graph, summarize_graph
 
 TIME_SCALE = 0.5
 TARGET_S = 4.0

@@ -32,9 +32,6 @@ from typing import Any
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 import ray
-
-import alto
-from alto.runtime.ray import RayRuntime, ray_init
 from overhead import (  # same folder: the same no-op stage functions
     STAGES,
     chain_pipeline,
@@ -42,6 +39,9 @@ from overhead import (  # same folder: the same no-op stage functions
     noop,
     report,
 )
+
+import alto
+from alto.runtime.ray import RayRuntime, ray_init
 
 
 def pct(xs: list[float], q: float) -> float:

@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import alto
-from alto.apps import rag
-from alto.apps.factcheck import FactCheckConfig, build_pipeline, embedded_components
+from alto_apps import rag
+from alto_apps.factcheck import FactCheckConfig, build_pipeline, embedded_components
 
 QUESTIONS = [
     "How does e-mail get from one computer to another?",

@@ -50,7 +50,7 @@ from typing import Any
 
 import alto
 from alto.llm import Simulated
-from alto.scheduling import LLMCall
+from alto.routing import LLMCall
 
 KINDS = {"short": 2, "list": 6, "answer": 16, "essay": 40}  # median output tokens
 APPS = 16  # distinct system prompts (shared prefixes); app j asks for kind j % 4

@@ -7,7 +7,7 @@ alto graph examples/pipelines.py:nested --format mermaid
 from __future__ import annotations
 
 import alto
-from alto.split import Sentences
+from alto.llm import Sentences
 
 
 def split_sentences(text: str) -> list[str]:

@@ -15,9 +15,9 @@ from pathlib import Path
 
 from playwright.sync_api import sync_playwright
 
-from alto.bench.paper_model import Setting, build_pipeline
 from alto.serve import create_app
 from alto.serve.testing import CHROMIUM_FLAGS, running
+from benchmarks.paper_model import Setting, build_pipeline
 
 
 def main() -> None:

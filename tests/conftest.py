@@ -135,3 +135,15 @@ def subset_dense(mail_subset, tmp_path_factory):
 def arun(coro):
     """Run a coroutine in a fresh loop (tests stay sync, like users of alto.run)."""
     return asyncio.run(coro)
+
+
+def letters(texts: list[str]) -> Any:
+    """A toy embedding (letter counts): deterministic, no model, for custom-label tests."""
+    import numpy
+
+    out = numpy.zeros((len(texts), 26), dtype="float32")
+    for i, t in enumerate(texts):
+        for ch in t.lower():
+            if "a" <= ch <= "z":
+                out[i, ord(ch) - 97] += 1
+    return out / numpy.maximum(numpy.linalg.norm(out, axis=1, keepdims=True), 1e-9)

@@ -36,8 +36,8 @@ import re
 import sys
 from pathlib import Path
 
-from alto.apps.grounding import Subjects, content_words
 from alto.retrieval import load_foldoc
+from alto_apps.grounding import Subjects, content_words
 
 HERE = Path(__file__).resolve().parent
 SEED = 7

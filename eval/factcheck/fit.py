@@ -1,7 +1,7 @@
 """Fit the evidence rule's weights on the training split (never on the held-out one).
 
     alto eval factcheck eval/factcheck/train.jsonl --out train_eval.json
-    python eval/factcheck/fit.py train_eval.json     # writes src/alto/apps/verdict_rule.json
+    python eval/factcheck/fit.py train_eval.json     # writes src/alto_apps/verdict_rule.json
 
 Takes the per-claim features that ``alto eval`` recorded (``items[*].features``) for the
 claims labelled supported or refuted whose subject was found, fits a logistic
@@ -21,9 +21,9 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import cross_val_score
 
-from alto.apps.grounding import FEATURES
+from alto_apps.grounding import FEATURES
 
-OUT = Path(__file__).resolve().parents[2] / "src" / "alto" / "apps" / "verdict_rule.json"
+OUT = Path(__file__).resolve().parents[2] / "src" / "alto_apps" / "verdict_rule.json"
 
 
 def main(argv: list[str]) -> None:

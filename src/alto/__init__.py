@@ -14,17 +14,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .context import ItemContext, current
-from .errors import PipelineError, RequestTimeout, StageError
-from .pipeline import Pipeline, StageOptions, StageSpec, Stream
-from .routing import PowerOfTwo, PromptAware, Rendezvous, RoundRobin, Router
-from .runtime import Event, LocalRuntime, Runtime, run, run_async
+from alto.dataflow import Pipeline, StageOptions, StageSpec, Stream
+from alto.engine import Event, ItemContext, current
+from alto.errors import AltoError, PipelineError, RequestTimeout, StageError, StageStartError
+from alto.routing import PowerOfTwo, PromptAware, Rendezvous, RoundRobin, Router
+from alto.runtime import LocalRuntime, Runtime, run, run_async
 
 if TYPE_CHECKING:
-    from .runtime.ray import RayRuntime
-    from .serve.client import AsyncClient, Client, ServerError
+    from alto.runtime.ray import RayRuntime
+    from alto.serve._client import AsyncClient, Client, ServerError
 
 __all__ = [
+    "AltoError",
     "AsyncClient",
     "Client",
     "Event",
@@ -44,6 +45,7 @@ __all__ = [
     "StageError",
     "StageOptions",
     "StageSpec",
+    "StageStartError",
     "Stream",
     "current",
     "run",
@@ -55,12 +57,12 @@ __version__ = "0.1.0"
 
 def __getattr__(name: str) -> Any:
     if name == "RayRuntime":
-        from .runtime.ray import RayRuntime  # imports ray itself only when a runtime starts
+        from alto.runtime.ray import RayRuntime  # imports ray itself only when a runtime starts
 
         globals()[name] = RayRuntime
         return RayRuntime
     if name in ("Client", "AsyncClient", "ServerError"):
-        from .serve import client  # httpx, only when a client is wanted
+        from alto.serve import _client as client  # httpx, only when a client is wanted
 
         value = globals()[name] = getattr(client, name)
         return value

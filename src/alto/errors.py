@@ -1,13 +1,35 @@
-"""Exceptions raised by ALTO: invalid pipelines and failed stages."""
+"""Every exception ALTO raises, under one root, :class:`AltoError`::
+
+    AltoError
+    ├── PipelineError (ValueError)      an invalid pipeline, before any stage runs
+    ├── StageError                      a stage raised on an item: its request fails
+    ├── StageStartError (RuntimeError)  a stage replica could not start (its setup raised)
+    ├── RequestTimeout (TimeoutError)   a request outlived the runtime's timeout_s
+    ├── alto.llm.LLMError (RuntimeError)          a backend failed to generate
+    │   └── alto.llm.LLMUnavailable                   it cannot be reached or loaded
+    ├── alto.retrieval.CorpusError (RuntimeError) a corpus cannot be read or built
+    └── alto.ServerError                          ``alto serve`` answered with an error
+
+Each also derives from the built-in exception that callers caught before it existed
+(shown in brackets), so ``except ValueError`` around building a pipeline keeps working.
+
+>>> import alto
+>>> issubclass(alto.PipelineError, alto.AltoError) and issubclass(alto.RequestTimeout, TimeoutError)
+True
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["PipelineError", "RequestTimeout", "StageError"]
+__all__ = ["AltoError", "PipelineError", "RequestTimeout", "StageError", "StageStartError"]
 
 
-class PipelineError(ValueError):
+class AltoError(Exception):
+    """The root of every exception ALTO raises (the hierarchy is in :mod:`alto.errors`)."""
+
+
+class PipelineError(AltoError, ValueError):
     """A pipeline is invalid; raised before any stage runs.
 
     The message names the stage(s) involved and says how to fix the pipeline.
@@ -22,7 +44,7 @@ class PipelineError(ValueError):
     """
 
 
-class StageError(Exception):
+class StageError(AltoError):
     """A stage raised while processing one item; its request fails with this error.
 
     Attributes:
@@ -43,7 +65,28 @@ class StageError(Exception):
         return (StageError, (self.stage, self.path, self.__cause__))
 
 
-class RequestTimeout(TimeoutError):
+class StageStartError(AltoError, RuntimeError):
+    """A replica of a stage could not start: its setup (a class stage's constructor, a
+    model load) raised. ``runtime.start()`` raises it, naming the stage and replica.
+
+    Attributes:
+        stage: the stage's name.
+        replica: the replica's index.
+        setup_error: the setup's own exception (also ``__cause__``).
+    """
+
+    def __init__(self, stage: str, replica: int, cause: BaseException | None = None) -> None:
+        self.stage = stage
+        self.replica = replica
+        self.setup_error = cause  # kept apart from __cause__, which `raise ... from` may reset
+        super().__init__(f"stage {stage!r} (replica {replica}) failed to start: {cause!r}")
+        self.__cause__ = cause
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (StageStartError, (self.stage, self.replica, self.setup_error))
+
+
+class RequestTimeout(AltoError, TimeoutError):
     """A request did not complete within the runtime's ``timeout_s``; its work was cancelled.
 
     Attributes:

@@ -12,10 +12,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .base import Hit, Retriever, cache_dir_for
-from .bm25 import BM25
-from .corpus import CorpusError, Document, data_dir, fetch_foldoc, fingerprint, load_files, load_foldoc, load_texts
-from .dense import Dense
+from alto.retrieval._base import Hit, Retriever, cache_dir_for
+from alto.retrieval._bm25 import BM25
+from alto.retrieval._corpus import (
+    CorpusError,
+    Document,
+    data_dir,
+    fetch_foldoc,
+    fingerprint,
+    load_files,
+    load_foldoc,
+    load_texts,
+)
+from alto.retrieval._dense import Dense
 
 __all__ = [
     "BM25",

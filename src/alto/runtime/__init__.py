@@ -1,8 +1,12 @@
-"""Runtimes: where a pipeline's stages run. ``local`` (embedded) is the default."""
+"""Runtimes: placement (where a replica runs) and transport (how messages reach it).
 
-from .api import run, run_async
-from .base import Runtime
-from .local import LocalRuntime
-from .requests import Event
+``LocalRuntime`` (embedded, the default) and ``RayRuntime`` (:mod:`alto.runtime.ray`,
+imported on first use) run the same engine (:mod:`alto.engine`) behind one contract
+(:class:`Runtime`).
+"""
 
-__all__ = ["Event", "LocalRuntime", "Runtime", "run", "run_async"]
+from alto.runtime._api import make_runtime, run, run_async
+from alto.runtime._base import Runtime
+from alto.runtime._local import LocalRuntime
+
+__all__ = ["LocalRuntime", "Runtime", "make_runtime", "run", "run_async"]

@@ -1,6 +1,6 @@
 """Serving a pipeline over HTTP: ``alto serve module:pipeline`` (see ``docs/serving.md``)."""
 
-from .app import RunRequest, create_app
-from .client import AsyncClient, Client, ServerError
+from alto.serve._app import RunRequest, create_app
+from alto.serve._client import AsyncClient, Client, ServerError
 
 __all__ = ["AsyncClient", "Client", "RunRequest", "ServerError", "create_app"]

@@ -1,1 +1,0 @@
-"""Applications built on ALTO (each a function that builds a pipeline)."""
