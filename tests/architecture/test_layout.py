@@ -261,3 +261,9 @@ def test_each_stage_option_is_declared_once():
     structure = {"name", "kind", "fn", "inputs", "depth", "levels"}
     spec_options = {f.name for f in dataclasses.fields(StageSpec)} - structure
     assert set(StageOptions.__annotations__) - {"name"} == spec_options
+
+
+def test_a_client_does_not_load_the_server():
+    code = "import sys, alto\nalto.Client, alto.AsyncClient\nprint('fastapi' in sys.modules, 'httpx' in sys.modules)\n"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
+    assert out.stdout.split() == ["False", "True"], out.stdout + out.stderr

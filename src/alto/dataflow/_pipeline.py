@@ -89,9 +89,9 @@ class StageSpec:
     @property
     def max_in_flight(self) -> int | None:
         """Items in flight per replica: ``concurrency``, or its default for this function."""
-        if self.concurrency is UNSET:
+        if isinstance(self.concurrency, _Unset):
             return default_concurrency(self.fn)
-        return self.concurrency  # type: ignore[return-value]
+        return self.concurrency
 
     @property
     def input_depth(self) -> int:

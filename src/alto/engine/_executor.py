@@ -43,7 +43,7 @@ from alto.engine._inbox import Inbox
 from alto.engine._observe import Observer, StageTimer
 from alto.engine._options import RuntimeOptions
 from alto.engine._requests import Ended
-from alto.engine._scope import SHIELDED, ItemScope, drive
+from alto.engine._scope import IDLE, SHIELDED, ItemScope, drive
 from alto.engine._transport import Emit, Wired, router_state
 from alto.engine.operators import Operator, Right, make_operator
 from alto.errors import StageError
@@ -245,25 +245,28 @@ class ReplicaExecutor:
         ended = self.cancelled
         above = ended.above  # Ended, inlined: this check runs for every item
         cell = lane_cell(self.name)  # this lane's own context: alto.current() inside stage code
-        call = op.call  # the operator's declared fast paths, fixed by setup() before any lane
+        call: Any = op.call  # the operator's declared fast paths, fixed by setup() before any lane
         quick = op.quick
         batched = op.batched
         passes_control = op.passes_control
         metered = self.metered
         observer = self.observer  # None unless stage_metrics or tracing: then a clock read per item
         clock = time.perf_counter
+        path: Any
+        pending: Any
         while True:
             if not ready:
                 await self._next()
                 continue
             # -- what runs next, and whose it is ------------------------------------------
-            path: tuple[int, ...] | None = None  # an item's path (timed)
-            report = False  # an LLM item: its sender's router hears when it is done
-            pending: Any = None  # a marker's backpressure, waited on in the scope
+            # (each branch sets path: an item's path, for timing; fast: awaited right here,
+            # the operator declared ``call``; report: an LLM item, its sender's router hears
+            # when it is done; pending: a marker's backpressure, waited on in the scope)
             if batched:
                 msg: Any = list(ready)
                 ready.clear()
                 owner = SHIELDED  # a batch is work of several requests
+                path, fast, report = None, False, False
             else:
                 msg = ready.popleft()
                 cls = msg.__class__
@@ -277,51 +280,58 @@ class ReplicaExecutor:
                     if quick is not None and quick(msg):
                         continue
                     cell.path = path
+                    fast = call is not None
+                    report = metered
                     if metered:
-                        report = True
                         cell.tokens = 0  # the LLM backends count this item's output tokens here
                 elif passes_control:
                     pending = op.forward(msg)
                     if pending is None:
                         continue
                     owner = SHIELDED  # backpressure on a marker: no request's own work
+                    path, fast, report = None, False, False
                 else:  # zip and aggregate: items and markers alike
                     path = (msg.msg if cls is Right else msg).path
                     owner = path[0]
-            t0 = clock() if observer is not None else 0.0
-            failures = op.failures
-            # -- the item's scope ---------------------------------------------------------
-            scope.enter(owner)
+                    fast = report = False
+            if observer is not None:
+                t0 = clock()
+                failures = op.failures
+            # -- the item's scope: entered here, left in the finally below, nowhere else ----
+            scope.rid = owner  # ItemScope.enter(owner), inlined: this runs for every item
             try:
-                if owner is SHIELDED:
-                    await (op.handle_batch(msg) if batched else pending)
-                elif call is not None and msg.__class__ is Item:
+                if fast:
                     try:
                         value = await call(msg.value)  # the hot path: the stage's function itself
                     except Exception as exc:
                         await self._stage_failed(scope, exc, msg)
                     else:
                         if not scope.cancelled:  # else it swallowed its cancellation: its request is over
-                            wait = op.finish(msg, value)
+                            op.handled += 1  # the contract of a declared call (Operator.call)
+                            wait = op.emit(Item(path, value))
                             if wait is not None:
                                 await wait
+                elif owner is SHIELDED:
+                    await (op.handle_batch(msg) if batched else pending)
                 else:
                     await op.handle(msg)  # stage errors are handled in there
             except BaseException as exc:
                 self._failed(scope, exc, msg)
             finally:
-                scope.leave()
+                scope.rid = IDLE  # ItemScope.leave(), inlined
+                if scope.blocked or scope.cancelled:
+                    scope.blocked = scope.cancelled = False
             if report:
                 self._finished(msg.path, cell.tokens)
-            if path is not None:
-                if observer is not None:
+            if observer is not None:
+                if path is not None:
                     observer.done(path, t0, op.failures != failures)
-            elif observer is not None and batched:  # each item of a batch took the batch's time
-                failed = set(op.failed_paths or ())
-                op.failed_paths = []
-                for m in msg:
-                    if m.__class__ is Item:
-                        observer.done(m.path, t0, m.path in failed)
+                elif batched:  # each item of a batch took the batch's time
+                    failed = set(op.failed_paths or ())
+                    op.failed_paths = []
+                    for m in msg:
+                        if m.__class__ is Item:
+                            observer.done(m.path, t0, m.path in failed)
 
     def _finished(self, path: tuple[int, ...], output_tokens: int | None) -> None:
         """Tell the senders' routers this LLM item is done (``None``: skipped, not run)."""

@@ -14,9 +14,10 @@ The executor's whole contract with an operator, declared here once:
 - the fast paths, *declared* by the operator, for work that needs no coroutine of its own:
 
   - ``quick(msg) -> bool``: handled at once with no await (True), or not (False);
-  - ``call`` + ``finish(msg, value)``: the item's work is one ``await call(value)``,
-    which the executor awaits directly; ``finish`` counts and emits the result (an
-    exception goes to ``failed``);
+  - ``call``: the operator promises that handling an item is exactly ``await
+    call(value)``, then counting it in ``handled`` and sending ``Item(path, result)``
+    on (an exception goes to ``failed``); the executor does just that, with no
+    coroutine of its own (an async ``map``: the hot path);
   - ``batched``: ``handle_batch(msgs)`` takes every ready message at once (blocking
     functions, one thread hop per batch);
 
@@ -83,7 +84,7 @@ class Operator:
 
     passes_control = True
     batched = False
-    #: an async function the executor awaits directly for an item's value; ``finish`` ends the item
+    #: an async function whose result is the item's new value, awaited by the executor itself
     call: Callable[[Any], Awaitable[Any]] | None = None
     #: where most items need no await: ``quick(item)`` handles it at once and returns
     #: True, or returns False (nothing done) and the executor calls handle()
@@ -120,10 +121,6 @@ class Operator:
         raise NotImplementedError
 
     async def handle_batch(self, msgs: list[Any]) -> None:
-        raise NotImplementedError
-
-    def finish(self, msg: Item, value: Any) -> Awaitable[Any] | None:
-        """The item ``msg`` gave ``value`` (after ``await call(msg.value)``): count, emit."""
         raise NotImplementedError
 
     def forward(self, msg: Message) -> Awaitable[Any] | None:

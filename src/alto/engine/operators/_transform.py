@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator
 from contextlib import aclosing, nullcontext
 from typing import Any
 
@@ -30,12 +30,8 @@ class MapOperator(Operator):
         # Blocking functions one at a time: one thread hop per batch (returning early
         # after sync_budget_s, so results of slow calls still stream downstream).
         self.batched = self.mode == "sync" and self.spec.max_in_flight == 1
-        if self.mode == "async" and not self.spec.retries:
+        if self.mode == "async" and not self.spec.retries and type(self) is MapOperator:
             self.call = self.fn  # the hot path: the executor awaits the function itself
-
-    def finish(self, msg: Item, value: Any) -> Awaitable[Any] | None:
-        self.handled += 1
-        return self.emit(Item(msg.path, value))
 
     def _result(self, msg: Item, value: Any) -> Message:
         return Item(msg.path, value)
@@ -100,10 +96,6 @@ class FilterOperator(MapOperator):
 
     def _result(self, msg: Item, value: Any) -> Message:
         return msg if value else Tombstone(msg.path)
-
-    def finish(self, msg: Item, value: Any) -> Awaitable[Any] | None:
-        self.handled += 1
-        return self.emit(msg if value else Tombstone(msg.path))
 
 
 class ExpandOperator(Operator):
