@@ -127,7 +127,8 @@ def test_internal_error_fails_its_request_and_is_raised_at_close():
     async def main():
         async with alto.LocalRuntime(p, timeout_s=30) as rt:
             ex = rt.replicas["inc"][0]
-            real = ex.op.handle_batch if ex.op.batched else ex.op.handle
+            batched = ex.op.handle_batch is not None
+            real = ex.op.handle_batch if batched else ex.op.handle
             calls = {"n": 0}
 
             async def broken(msg):
@@ -136,7 +137,7 @@ def test_internal_error_fails_its_request_and_is_raised_at_close():
                     raise RuntimeError("simulated ALTO bug")
                 return await real(msg)
 
-            if ex.op.batched:
+            if batched:
                 ex.op.handle_batch = broken
             else:
                 ex.op.handle = broken

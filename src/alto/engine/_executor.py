@@ -122,13 +122,13 @@ class ReplicaExecutor:
         self.observer = Observer(self.name, index, self.timer, parent) if self.timer or parent else None
         if self.timer is not None:
             self.op.emit = _counting(self.op.emit, self.timer)
-        if self.observer is not None and self.op.batched:
-            self.op.failed_paths = []  # which items of a batch failed, for their timing and spans
 
     # -- lifecycle -----------------------------------------------------------------
 
     async def setup(self) -> None:
         await self.op.setup()
+        if self.observer is not None and self.op.handle_batch is not None:
+            self.op.failed_paths = []  # which items of a batch failed, for their timing and spans
 
     def start(self) -> None:
         self._add_lane()
@@ -247,8 +247,8 @@ class ReplicaExecutor:
         cell = lane_cell(self.name)  # this lane's own context: alto.current() inside stage code
         call: Any = op.call  # the operator's declared fast paths, fixed by setup() before any lane
         quick = op.quick
-        batched = op.batched
-        passes_control = op.passes_control
+        batched = op.handle_batch is not None
+        forward = op.forward
         metered = self.metered
         observer = self.observer  # None unless stage_metrics or tracing: then a clock read per item
         clock = time.perf_counter
@@ -284,8 +284,8 @@ class ReplicaExecutor:
                     report = metered
                     if metered:
                         cell.tokens = 0  # the LLM backends count this item's output tokens here
-                elif passes_control:
-                    pending = op.forward(msg)
+                elif forward is not None:
+                    pending = forward(msg)
                     if pending is None:
                         continue
                     owner = SHIELDED  # backpressure on a marker: no request's own work
@@ -312,7 +312,7 @@ class ReplicaExecutor:
                             if wait is not None:
                                 await wait
                 elif owner is SHIELDED:
-                    await (op.handle_batch(msg) if batched else pending)
+                    await (op.handle_batch(msg) if batched else pending)  # type: ignore[misc]
                 else:
                     await op.handle(msg)  # stage errors are handled in there
             except BaseException as exc:

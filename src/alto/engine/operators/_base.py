@@ -10,21 +10,22 @@ The executor's whole contract with an operator, declared here once:
 
 - ``setup()`` / ``close()``: lifecycle (a class stage is constructed in ``setup``);
 - ``handle(msg)``: one message, awaited in a lane; a stage failure is handled inside
-  (the stage's ``on_error`` policy), never raised;
-- the fast paths, *declared* by the operator, for work that needs no coroutine of its own:
+  (the stage's ``on_error`` policy), never raised. The one method every kind implements.
+- the other ways in, each *declared* by the operator (``None`` where it has none):
 
   - ``quick(msg) -> bool``: handled at once with no await (True), or not (False);
   - ``call``: the operator promises that handling an item is exactly ``await
     call(value)``, then counting it in ``handled`` and sending ``Item(path, result)``
     on (an exception goes to ``failed``); the executor does just that, with no
     coroutine of its own (an async ``map``: the hot path);
-  - ``batched``: ``handle_batch(msgs)`` takes every ready message at once (blocking
-    functions, one thread hop per batch);
+  - ``handle_batch(msgs)``: every ready message at once (blocking functions, one
+    thread hop per batch);
+  - ``forward(msg)``: a control message passing through unchanged (``None``: markers
+    go to ``handle``, as in ``zip`` and ``aggregate``);
 
-- ``passes_control``: control messages are forwarded as they are (``forward``), not
-  handled;
 - ``cancel_request(rid)``: drop the request's state; ``busy``/``handled``/``failures``:
-  the counters, kept by the operator alone.
+  the counters (the executor reads them; it changes ``handled`` only as a declared
+  ``call`` promises).
 
 Control messages (:class:`~alto.dataflow.Open`, :class:`~alto.dataflow.Done`,
 tombstones of outer levels) pass through every stage unchanged so that counted
@@ -82,8 +83,8 @@ class Operator:
     """One replica of one stage. Subclasses implement :meth:`handle` for their kind and
     declare their fast paths (see the module docstring)."""
 
-    passes_control = True
-    batched = False
+    #: every ready message at once; declared (set in ``setup``) by an operator that wants it
+    handle_batch: Callable[[list[Any]], Awaitable[None]] | None = None
     #: an async function whose result is the item's new value, awaited by the executor itself
     call: Callable[[Any], Awaitable[Any]] | None = None
     #: where most items need no await: ``quick(item)`` handles it at once and returns
@@ -120,11 +121,9 @@ class Operator:
     async def handle(self, msg: Any) -> None:
         raise NotImplementedError
 
-    async def handle_batch(self, msgs: list[Any]) -> None:
-        raise NotImplementedError
-
     def forward(self, msg: Message) -> Awaitable[Any] | None:
-        """A control message passing through (``passes_control``): sent on unchanged."""
+        """A control message passing through: sent on unchanged (the fan-in operators
+        declare ``forward = None``: they consume the markers of what they join)."""
         return self.emit(msg)
 
     def cancel_request(self, rid: int) -> None:

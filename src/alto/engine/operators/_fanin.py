@@ -29,7 +29,7 @@ async def _maybe_await(value: Any) -> Any:
 class ZipOperator(Operator):
     """``zip``: pairs the item at a path from each input; a tombstone on either side wins."""
 
-    passes_control = False
+    forward = None  # type: ignore[assignment]  # markers are this kind's own business
 
     def __init__(self, spec: StageSpec, ctx: StageContext, emit: Emit) -> None:
         super().__init__(spec, ctx, emit)
@@ -78,7 +78,7 @@ class AggregateOperator(Operator):
     run on the event loop, so keep them quick (or make them ``async``).
     """
 
-    passes_control = False
+    forward = None  # type: ignore[assignment]  # markers are this kind's own business
 
     def __init__(self, spec: StageSpec, ctx: StageContext, emit: Emit) -> None:
         super().__init__(spec, ctx, emit)

@@ -1,6 +1,6 @@
 """The transform operators: ``map``, ``filter`` (a map with a predicate) and ``expand``.
 
-They pass control messages through unchanged (``passes_control``); ``expand`` emits
+They pass control messages through unchanged (``forward``); ``expand`` emits
 ``Open``, each child the moment it is generated, then ``Done(count)``.
 """
 
@@ -29,7 +29,8 @@ class MapOperator(Operator):
         await super().setup()
         # Blocking functions one at a time: one thread hop per batch (returning early
         # after sync_budget_s, so results of slow calls still stream downstream).
-        self.batched = self.mode == "sync" and self.spec.max_in_flight == 1
+        if self.mode == "sync" and self.spec.max_in_flight == 1:
+            self.handle_batch = self._handle_batch
         if self.mode == "async" and not self.spec.retries and type(self) is MapOperator:
             self.call = self.fn  # the hot path: the executor awaits the function itself
 
@@ -50,7 +51,7 @@ class MapOperator(Operator):
         if wait is not None:
             await wait
 
-    async def handle_batch(self, msgs: list[Any]) -> None:
+    async def _handle_batch(self, msgs: list[Any]) -> None:
         items: list[Item] = []
         for msg in msgs:
             if msg.__class__ is Item:
