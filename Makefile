@@ -76,4 +76,4 @@ bench-real: $(STAMP)
 	$(PY) benchmarks/real_model.py --out docs/real_model.json
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache .hypothesis

@@ -1,7 +1,7 @@
 """Partial outputs streaming between stages, with no model and no server.
 
 A *simulated* writer (a stand-in for an LLM, labelled as such) produces an answer one
-word at a time; ``alto.llm``-style logic turns the stream into sentences, and each
+word at a time; sentence splitting as ``alto.llm.Sentences`` does it turns the stream into sentences, and each
 sentence is "checked" (a slow stage) while the writer is still writing. The same
 pipeline then runs with ``streaming=False`` (each stage waits for the whole output
 before the next starts) so you can compare.

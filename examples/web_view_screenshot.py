@@ -17,6 +17,8 @@ from playwright.sync_api import sync_playwright
 
 from alto.serve import create_app
 from alto.serve.testing import CHROMIUM_FLAGS, running
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository's benchmarks package
 from benchmarks.paper_model import Setting, build_pipeline
 
 

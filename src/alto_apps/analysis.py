@@ -60,7 +60,7 @@ class Classifier:
 
     def __init__(self) -> None:
         if self.embed is None:
-            from alto.retrieval._dense import load_embedder
+            from alto.retrieval import load_embedder
 
             model = load_embedder()
             self.embed = lambda texts: model.encode(texts, normalize_embeddings=True, show_progress_bar=False)

@@ -21,7 +21,7 @@ from rich.live import Live
 from rich.table import Table
 
 import alto
-from alto._jsonable import to_jsonable
+from alto.serve import to_jsonable
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="ALTO's applications: demo, eval.")
 eval_app = typer.Typer(no_args_is_help=True, help="Measure an application on labelled data.")

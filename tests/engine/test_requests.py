@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 import alto
 from alto.dataflow import Done, Item, Open, Tombstone
-from alto.engine._requests import Ended, Event, Requests, iterate_events
+from alto.engine._requests import Admission, Ended, Event, Requests, iterate_events, take_events
 from conftest import arun
 
 
@@ -319,3 +319,56 @@ def test_ended_memory_stays_bounded_when_requests_end_out_of_order_by_a_little()
             held = max(held, len(ended))
     assert ended.low == 10_000 and len(ended) == 0
     assert held == 9
+
+
+def test_admission_holds_at_most_its_limit_and_forgets_a_request_whose_caller_left():
+    """Admission (both runtimes admit through it): the third caller waits for a slot; a
+    caller that leaves its block with the request still open stops that request's work."""
+
+    async def main():
+        ends = Ends()
+        requests = Requests(parts_and_whole(), timeout_s=30, on_end=ends)
+        admission = Admission(requests, 2)
+        order: list[str] = []
+        release = asyncio.Event()
+
+        async def caller(name: str) -> None:
+            async with admission.admit() as req:
+                order.append(f"{name} in ({req.rid})")
+                await release.wait()
+            order.append(f"{name} out")
+
+        tasks = [asyncio.ensure_future(caller(n)) for n in "abc"]
+        await settle()
+        held = (list(order), admission.stats())
+        release.set()
+        await asyncio.gather(*tasks)
+        return held, order, ends.calls, admission.stats()
+
+    (held, stats_held), order, calls, stats_after = arun(main())
+    assert held == ["a in (0)", "b in (1)"] and stats_held == {"max_requests": 2, "open": 2}
+    assert order[-1] == "c out" and "c in (2)" in order
+    assert sorted(calls) == [(0, True), (1, True), (2, True)]  # never completed: forgotten, work stopped
+    assert stats_after == {"max_requests": 2, "open": 0}
+
+
+def test_a_held_slot_is_given_back_when_its_request_ends():
+    """``hold`` (a stream read in several calls, on Ray): the slot comes back when the
+    request's future is done, not when the caller returns."""
+
+    async def main():
+        requests = Requests(parts_and_whole(), timeout_s=30)
+        admission = Admission(requests, 1)
+        req = await admission.hold(events=True)
+        blocked = asyncio.ensure_future(admission.hold())
+        await settle()
+        waiting = not blocked.done()
+        for output, msg in messages(req.rid, [True, False]):
+            requests.deliver(output, msg)
+        events, done = await take_events(req)
+        second = await asyncio.wait_for(blocked, 5)
+        return waiting, events, done, second.rid
+
+    waiting, events, done, second = arun(main())
+    assert waiting and second == 1
+    assert done and [e.value for e in events] == ["w0", 1] and events[-1].final

@@ -304,3 +304,58 @@ def test_items_of_ended_requests_are_reported_to_the_router(make_runtime, runtim
     assert after_failure["learnt"] < 20  # ... as skipped: they teach the estimator nothing
     assert state["outstanding"] == 0
     assert state["learnt"] >= after_failure["learnt"] + 60  # the good items, each with its tokens
+
+
+def test_a_custom_router_that_implements_completed_gets_the_reports():
+    """``reports`` defaults to whether a policy overrides ``completed``: a user's router
+    that learns from finished items hears of them without declaring anything else."""
+
+    class Learning(alto.Router):
+        def choose(self, key, value, n, load):
+            return 0
+
+        def completed(self, replica, key, output_tokens):
+            pass
+
+    class Plain(alto.Router):
+        def choose(self, key, value, n, load):
+            return 0
+
+    assert Learning.reports and not Plain.reports and PromptAware.reports and not RoundRobin.reports
+
+
+def test_something_that_is_not_a_router_is_refused_when_the_pipeline_is_built():
+    class Lookalike:  # a choose method and a keyed flag, but none of Router's other hooks
+        keyed = False
+
+        def choose(self, key, value, n, load):
+            return 0
+
+    p = alto.Pipeline("bad_router")
+    with pytest.raises(alto.PipelineError, match="router= must be one of"):
+        p.input().map(abs, replicas=2, router=Lookalike())
+
+
+def test_every_senders_router_names_the_stage_it_routes_to():
+    from alto.engine import build_emit
+
+    p = alto.Pipeline("named")
+    _ = p.output(p.input().map(abs, replicas=2, name="twice").map(str, replicas=3, router="round_robin", name="thrice"))
+
+    class Nowhere:  # a Transport that only wires
+        def send_to(self, stage, replica):
+            return lambda msg: None
+
+        def load(self, stage, replica):
+            return 0.0
+
+        def sink(self, output):
+            return None
+
+        def watch(self, stage, report):
+            pass
+
+    from alto.engine._transport import router_state
+
+    state = router_state(build_emit(p, "twice", Nowhere()).routers)
+    assert state == [{"router": "RoundRobin", "stage": "thrice"}]

@@ -475,11 +475,12 @@ def _router_keyed(router: Any) -> bool | None:
     """Whether a ``router=`` option keeps equal keys on one replica; ``None``: not a router.
 
     Names are checked against :data:`~alto.dataflow._functions.ROUTER_POLICIES`; a router
-    (instance or class) is anything with a ``choose`` method and a ``keyed`` flag, so the
-    description needs nothing from :mod:`alto.routing`.
+    (instance or class) is anything with the hooks of :class:`alto.Router` and its
+    ``keyed`` flag, so the description needs nothing from :mod:`alto.routing`.
     """
     if isinstance(router, str):
         return ROUTER_POLICIES.get(router)
-    if callable(getattr(router, "choose", None)) and isinstance(getattr(router, "keyed", None), bool):
+    hooks = ("choose", "choose_control", "completed", "state", "fork")
+    if all(callable(getattr(router, h, None)) for h in hooks) and isinstance(getattr(router, "keyed", None), bool):
         return bool(router.keyed)
     return None

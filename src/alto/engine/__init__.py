@@ -8,23 +8,33 @@ runtime takes.
 """
 
 from alto.engine._context import ItemContext, count_tokens, current
-from alto.engine._executor import ReplicaExecutor
+from alto.engine._executor import Host, ReplicaExecutor
 from alto.engine._inbox import Inbox
+from alto.engine._observe import console_tracing, group_replicas
 from alto.engine._options import RuntimeKwargs, RuntimeOptions
-from alto.engine._requests import Ended, Event, Requests
-from alto.engine._transport import Emit, build_emit
+from alto.engine._requests import Admission, Ended, Event, Requests
+from alto.engine._scope import ItemScope
+from alto.engine._transport import Emit, Send, Transport, Wired, build_emit
 
 __all__ = [
+    "Admission",
     "Emit",
     "Ended",
     "Event",
+    "Host",
     "Inbox",
     "ItemContext",
+    "ItemScope",
     "ReplicaExecutor",
     "Requests",
     "RuntimeKwargs",
     "RuntimeOptions",
+    "Send",
+    "Transport",
+    "Wired",
     "build_emit",
+    "console_tracing",
     "count_tokens",
     "current",
+    "group_replicas",
 ]

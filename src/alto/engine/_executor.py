@@ -303,14 +303,30 @@ class ReplicaExecutor:
                 if fast:
                     try:
                         value = await call(msg.value)  # the hot path: the stage's function itself
-                    except Exception as exc:
+                    except BaseException as exc:
+                        # the item's work is over: its sender's router and the timing hear it now
+                        if report:
+                            report = False
+                            self._finished(path, cell.tokens)
+                        if observer is not None:
+                            observer.done(path, t0, True)
+                            path = None
+                        if not isinstance(exc, Exception):
+                            raise  # cancelled, or worse: decided below
                         await self._stage_failed(scope, exc, msg)
-                    else:
-                        if not scope.cancelled:  # else it swallowed its cancellation: its request is over
-                            op.handled += 1  # the contract of a declared call (Operator.call)
-                            wait = op.emit(Item(path, value))
-                            if wait is not None:
-                                await wait
+                        continue  # (the finally leaves the scope)
+                    op.handled += 1  # the contract of a declared call (Operator.call)
+                    out = Item(path, value)
+                    if report:  # done before any wait downstream
+                        self._finished(path, cell.tokens)
+                    if observer is not None:
+                        observer.done(path, t0, False)
+                    if not scope.cancelled:  # else it swallowed its cancellation: its request is over
+                        wait = op.emit(out)
+                        if wait is not None:
+                            scope.rid = SHIELDED  # ItemScope.shield(): backpressure is not the item's work
+                            await wait
+                    continue  # reported and timed: the finally leaves the scope, nothing after it is due
                 elif owner is SHIELDED:
                     await (op.handle_batch(msg) if batched else pending)  # type: ignore[misc]
                 else:
@@ -324,7 +340,7 @@ class ReplicaExecutor:
             if report:
                 self._finished(msg.path, cell.tokens)
             if observer is not None:
-                if path is not None:
+                if path is not None:  # (None: timed already, or not an item)
                     observer.done(path, t0, op.failures != failures)
                 elif batched:  # each item of a batch took the batch's time
                     failed = set(op.failed_paths or ())

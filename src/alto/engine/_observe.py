@@ -185,7 +185,7 @@ def request_span(pipeline: str, traces: dict[int, Any] | None, rid: int | None =
     from opentelemetry import trace
     from opentelemetry.trace import Status, StatusCode
 
-    span = tracer().start_span(f"alto.request {pipeline}", attributes={"alto.dataflow": pipeline})
+    span = tracer().start_span(f"alto.request {pipeline}", attributes={"alto.pipeline": pipeline})
     ctx = trace.set_span_in_context(span)
     if rid is not None:
         span.set_attribute("alto.request", rid)

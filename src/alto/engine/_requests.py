@@ -15,8 +15,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from alto.dataflow._ancestry import CompletionTracker, Item, Message
-from alto.dataflow._pipeline import Pipeline
+from alto.dataflow import CompletionTracker, Item, Message, Pipeline
 from alto.engine._inbox import Inbox
 from alto.errors import RequestTimeout
 

@@ -79,7 +79,7 @@ def fan_out(targets: list[Send]) -> Send:
 def router_state(routers: list[Router]) -> list[dict[str, Any]]:
     """What the routers of one sender believe (prompt-aware ones: items outstanding,
     finished items learnt from, spills), for stats and debugging."""
-    return [{"router": type(r).__name__, "stage": "", **r.state()} for r in routers]
+    return [{"router": type(r).__name__, "stage": r.stage, **r.state()} for r in routers]
 
 
 def _right(send: Send) -> Send:

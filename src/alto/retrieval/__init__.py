@@ -24,7 +24,7 @@ from alto.retrieval._corpus import (
     load_foldoc,
     load_texts,
 )
-from alto.retrieval._dense import Dense
+from alto.retrieval._dense import Dense, load_embedder
 
 __all__ = [
     "BM25",
@@ -38,6 +38,7 @@ __all__ = [
     "data_dir",
     "fetch_foldoc",
     "fingerprint",
+    "load_embedder",
     "load_files",
     "load_foldoc",
     "load_texts",

@@ -57,9 +57,17 @@ class Router:
 
     #: equal keys always map to the same replica (aggregation-aware routing needs this)
     keyed: ClassVar[bool] = False
-    #: the policy learns from finished items: the sender delivers replicas' reports to :meth:`completed`
+    #: the policy learns from finished items: the sender delivers replicas' reports to
+    #: :meth:`completed` (by default: whether the policy overrides it)
     reports: ClassVar[bool] = False
+    #: the stage this router sends to (set when a sender makes it; for stats)
+    stage: str = ""
     _args: dict[str, Any]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "reports" not in cls.__dict__:
+            cls.reports = cls.completed is not Router.completed
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Router:
         self = super().__new__(cls)

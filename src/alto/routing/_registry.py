@@ -108,6 +108,7 @@ def replica_chooser(spec: Any, n: int, load: LoadFn, watch: Watch | None = None)
     (``callback(replica, path, output_tokens)``).
     """
     router = make_router(spec.router, keyed=spec.keyed, llm=llm_call_of(spec.fn), stage=spec.name)
+    router.stage = spec.name
     if watch is not None and router.reports:
         watch(router.completed)
     return Route(router, n, load, spec.route_key if spec.keyed else None)

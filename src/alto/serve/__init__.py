@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from alto._jsonable import to_jsonable  # how stage values become JSON (the API, the CLI)
+
 if TYPE_CHECKING:
     from alto.serve._app import RunRequest, create_app
     from alto.serve._client import AsyncClient, Client, ServerError
 
-__all__ = ["AsyncClient", "Client", "RunRequest", "ServerError", "create_app"]
+__all__ = ["AsyncClient", "Client", "RunRequest", "ServerError", "create_app", "to_jsonable"]
 
 _WHERE = {
     "RunRequest": "alto.serve._app",
