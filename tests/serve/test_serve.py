@@ -429,6 +429,7 @@ def test_tracing_gives_a_span_per_request_and_per_item_in_each_stage(runtime, tm
     spans = [json.loads(line) for f in (tmp_path / "spans").iterdir() for line in f.read_text().splitlines()]
     requests = [s for s in spans if s["name"] == "alto.request failing"]
     assert len(requests) == 2
+    assert {s["attributes"]["alto.pipeline"] for s in requests} == {"failing"}  # what dashboards query by
     ok, failed = sorted(requests, key=lambda s: s["status"]["status_code"] != "UNSET")
     assert failed["status"]["status_code"] == "ERROR"
     children = {
