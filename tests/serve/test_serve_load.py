@@ -51,7 +51,8 @@ def server(tmp_path: Path, target: str, *args: str):
     (tmp_path / "load_pipelines.py").write_text(PIPELINES)
     port = free_port()
     cmd = [sys.executable, "-m", "alto.cli", "serve", f"{tmp_path / 'load_pipelines.py'}:{target}", "--port", str(port)]
-    proc = subprocess.Popen([*cmd, *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = tmp_path / "server.log"  # kept: a failure below shows what the server said
+    proc = subprocess.Popen([*cmd, *args], stdout=subprocess.DEVNULL, stderr=log.open("w"))
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -62,7 +63,12 @@ def server(tmp_path: Path, target: str, *args: str):
                     break
             assert time.monotonic() < deadline, "server did not become ready"
             time.sleep(0.1)
-        yield url, proc.pid
+        try:
+            yield url, proc.pid
+        except BaseException as exc:
+            alive = "running" if proc.poll() is None else f"exited with {proc.returncode}"
+            lines = [ln for ln in log.read_text(errors="replace").splitlines() if not ln.endswith(("200 OK", "429"))]
+            raise AssertionError(f"{exc!r}; the server is {alive}; its log ends:\n" + "\n".join(lines[-40:])) from exc
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
