@@ -62,9 +62,9 @@ def __getattr__(name: str) -> Any:
         globals()[name] = RayRuntime
         return RayRuntime
     if name in ("Client", "AsyncClient", "ServerError"):
-        from alto.serve import _client as client  # httpx, only when a client is wanted
+        from alto import serve  # its client module (httpx) is imported on first use, not the server
 
-        value = globals()[name] = getattr(client, name)
+        value = globals()[name] = getattr(serve, name)
         return value
     raise AttributeError(f"module 'alto' has no attribute {name!r}")
 

@@ -21,6 +21,7 @@ __all__ = [
     "default_concurrency",
     "is_class_stage",
     "is_incremental_aggregator",
+    "router_keyed",
 ]
 
 FunctionKind = Literal["asyncgen", "async", "sync"]
@@ -68,3 +69,18 @@ def is_class_stage(fn: Any) -> bool:
     Other classes (``str``, ``range``, a dataclass) are called per item like functions.
     """
     return inspect.isclass(fn) and any("__call__" in vars(k) for k in fn.__mro__ if k is not object)
+
+
+def router_keyed(router: Any) -> bool | None:
+    """Whether a ``router=`` option keeps equal keys on one replica; ``None``: not a router.
+
+    Names are checked against :data:`ROUTER_POLICIES`; a router
+    (instance or class) is anything with the hooks of :class:`alto.Router` and its
+    ``keyed`` flag, so the description needs nothing from :mod:`alto.routing`.
+    """
+    if isinstance(router, str):
+        return ROUTER_POLICIES.get(router)
+    hooks = ("choose", "choose_control", "completed", "state", "fork")
+    if all(callable(getattr(router, h, None)) for h in hooks) and isinstance(getattr(router, "keyed", None), bool):
+        return bool(router.keyed)
+    return None

@@ -24,6 +24,7 @@ from typing import Any, Literal, TypedDict, Unpack
 from alto.dataflow._functions import (
     ROUTER_POLICIES,
     default_concurrency,
+    router_keyed,
 )
 from alto.errors import PipelineError
 
@@ -456,7 +457,7 @@ def check_options(spec: StageSpec) -> None:
                 f"e.g. {{'num_cpus': 1}}; got {key!r}: {value!r}"
             )
     if spec.router is not None:
-        keyed_router = _router_keyed(spec.router)
+        keyed_router = router_keyed(spec.router)
         if keyed_router is None:
             raise PipelineError(
                 f"{where}: router= must be one of {tuple(ROUTER_POLICIES)} or an alto.Router, got {spec.router!r}"
@@ -469,18 +470,3 @@ def check_options(spec: StageSpec) -> None:
             )
     if spec.stateful and spec.kind not in ("map", "filter", "expand"):
         raise PipelineError(f"{where}: stateful= applies to map, filter and expand stages")
-
-
-def _router_keyed(router: Any) -> bool | None:
-    """Whether a ``router=`` option keeps equal keys on one replica; ``None``: not a router.
-
-    Names are checked against :data:`~alto.dataflow._functions.ROUTER_POLICIES`; a router
-    (instance or class) is anything with the hooks of :class:`alto.Router` and its
-    ``keyed`` flag, so the description needs nothing from :mod:`alto.routing`.
-    """
-    if isinstance(router, str):
-        return ROUTER_POLICIES.get(router)
-    hooks = ("choose", "choose_control", "completed", "state", "fork")
-    if all(callable(getattr(router, h, None)) for h in hooks) and isinstance(getattr(router, "keyed", None), bool):
-        return bool(router.keyed)
-    return None

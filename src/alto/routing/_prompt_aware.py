@@ -171,7 +171,6 @@ class PromptAware(Router):
     def state(self) -> dict[str, Any]:
         """Items this sender believes outstanding, finished items learnt from, spills."""
         return {
-            "stage": self.stage,
             "outstanding": sum(len(m) for m in self._mine.values()),
             "learnt": sum(self.estimator.observed.values()),
             "spilled": self.spilled,

@@ -10,11 +10,11 @@
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable
 from typing import Any
 
 from alto.dataflow import Item
+from alto.dataflow._functions import router_keyed
 from alto.routing._base import LoadFn, Router
 from alto.routing._cost import llm_call_of
 from alto.routing._power_of_two import PowerOfTwo
@@ -36,17 +36,15 @@ ROUTER_NAMES = tuple(_BY_NAME)
 
 
 def router_is_keyed(spec: Any) -> bool:
-    """Whether the ``router=`` option ``spec`` maps equal keys to one replica.
+    """Whether the ``router=`` option ``spec`` maps equal keys to one replica (the check
+    the pipeline makes when it is built, :func:`~alto.dataflow._functions.router_keyed`).
 
     Raises ``ValueError`` (with the valid choices) for anything that is not a router.
     """
-    if isinstance(spec, str):
-        if spec not in _BY_NAME:
-            raise ValueError(f"router= must be one of {ROUTER_NAMES} or a Router, got {spec!r}")
-        return _BY_NAME[spec].keyed
-    if isinstance(spec, Router) or (inspect.isclass(spec) and issubclass(spec, Router)):
-        return bool(spec.keyed)
-    raise ValueError(f"router= must be one of {ROUTER_NAMES} or a Router, got {spec!r}")
+    keyed = router_keyed(spec)
+    if keyed is None:
+        raise ValueError(f"router= must be one of {ROUTER_NAMES} or a Router, got {spec!r}")
+    return keyed
 
 
 def make_router(spec: Any, *, keyed: bool, llm: Any = None, stage: str = "llm") -> Router:
