@@ -23,8 +23,12 @@ Sources (each line keeps its ``source`` and ``kind``; see README.md here):
 * ``smollm2.jsonl``: sentences of real SmolLM2-135M answers (``make demo``'s model, run
   on computing questions), labelled by hand against FOLDOC.
 
-The split is by subject (a hash of the subject's name), so no subject is in both the
-training and the held-out split.
+The split is by subject: the entry each claim is about, recorded in its line (``entry``;
+``subject`` for a subject FOLDOC lacks), hashed -- so no subject is in both splits, and
+the split does not move when the subject finder changes. A subject whose claim was
+quoted in the code, tests, docs or prompts when the split was rebuilt (a 5-word run in
+common, found by :func:`quoted_elsewhere`) is training-only (``TRAINING_ONLY``); the test
+``tests/apps/test_eval_sets.py`` keeps it that way for every held-out claim.
 """
 
 from __future__ import annotations
@@ -117,9 +121,48 @@ def claim_case(text: str) -> str:
     return text[0].upper() + text[1:]
 
 
+# Subjects whose claims the code, tests, docs or prompts quoted at the rebuild (the prompts'
+# examples: Ethernet, Perl, Python; the module docs: SQL, POP, SMTP, IMAP; the old docs'
+# error list: Trilogy, deadlock, router...). Frozen here so that editing the docs does not
+# move claims between splits.
+TRAINING_ONLY = frozenset(
+    {
+        "c", "deadlock", "ethernet", "fortran i", "hypertext transfer protocol", "internet message access protocol",
+        "perl", "pop", "post office protocol", "prolog", "python", "router", "secure shell",
+        "simple mail transfer protocol", "sql", "trilogy",
+        "it was created at bell labs and has since become one of the most widely used unix systems worldwide, "
+        "with applications ranging from web servers to embedded devices like computers running linux or macos.",
+    }
+)  # fmt: skip
+
+
 def split_of(subject: str) -> str:
     h = int(hashlib.sha256(subject.lower().encode()).hexdigest(), 16)
     return "test" if h % 5 < 2 else "train"  # 40% held out
+
+
+def subject_key(row: dict) -> str:
+    """What the claim is about, as recorded in its line (never found again by code)."""
+    name = row.get("entry") or row.get("subject") or row["claim"]
+    return name.removeprefix("foldoc:").split("#")[0].strip().lower()
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"[a-z0-9]+", text.lower())
+
+
+def quoted_elsewhere() -> str:
+    """The text of the code, tests, docs and prompts, as one run of lower-case words."""
+    root = HERE.parents[1]
+    files = [root / "README.md", *root.glob("docs/*.md")]
+    for folder in ("src", "tests", "examples", "benchmarks"):
+        files += [f for f in (root / folder).rglob("*") if f.suffix in (".py", ".md", ".json")]
+    return " ".join(" ".join(_words(f.read_text(errors="replace"))) for f in files)
+
+
+def is_quoted(claim: str, text: str) -> bool:
+    w = _words(claim)
+    return any(" ".join(w[i : i + 5]) in text for i in range(len(w) - 4))
 
 
 def generated(docs, rng: random.Random) -> list[dict]:
@@ -195,7 +238,7 @@ def generated(docs, rng: random.Random) -> list[dict]:
 
 def main() -> None:
     docs = load_foldoc()
-    subjects = Subjects(docs)
+    subjects = Subjects(docs, parser=None)
     rng = random.Random(SEED)
     rows = generated(docs, rng)
     for name in ("handwritten.jsonl", "smollm2.jsonl"):
@@ -208,11 +251,12 @@ def main() -> None:
                     s = subjects.find(row["claim"])
                     if s is not None:
                         sys.exit(f"{name}:{n}: {row['claim']!r} names FOLDOC's {s.candidates[0].id}; not absent")
+    elsewhere = quoted_elsewhere()
+    quoted = {r["claim"] for r in rows if is_quoted(r["claim"], elsewhere)}
     splits: dict[str, list[dict]] = {"train": [], "test": []}
     for row in rows:
-        s = subjects.find(row["claim"])
-        key = row.get("subject") or (s.candidates[0].title if s else row["claim"])
-        row["split"] = split_of(key)
+        key = subject_key(row)
+        row["split"] = "train" if key in TRAINING_ONLY or row["claim"] in quoted else split_of(key)
         splits[row["split"]].append(row)
     for split, items in splits.items():
         with open(HERE / f"{split}.jsonl", "w") as f:

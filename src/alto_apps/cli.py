@@ -186,6 +186,11 @@ def _percent(x: float | None) -> str:
     return "-" if x is None else f"{x:.2f}"
 
 
+def _ci(m: dict[str, Any], key: str = "accuracy") -> str:
+    low, high = m[f"{key}_ci"]
+    return f"[bold]{m[key]:.3f}[/bold] (95% CI {low:.2f}-{high:.2f})"
+
+
 def _print_scores(m: dict[str, Any], title: str) -> None:
     from alto_apps.factcheck import LABELS
 
@@ -199,7 +204,29 @@ def _print_scores(m: dict[str, Any], title: str) -> None:
         table.add_row(gold, *(str(row[p]) for p in LABELS), _percent(m["per_label"][gold]["recall"]))
     table.add_row("precision", *(_percent(m["per_label"][p]["precision"]) for p in LABELS), "", style="dim")
     console.print(table)
-    console.print(f"accuracy [bold]{m['accuracy']:.3f}[/bold]   not-enough-info share {m['nei_share']:.3f}")
+    console.print(f"accuracy {_ci(m)}   not-enough-info share {m['nei_share']:.3f}")
+
+
+def _print_summary(result: dict[str, Any]) -> None:
+    sr, absent, made = result["in_corpus"], result["absent"], result["by_construction"]
+    console.print(
+        f"[bold]supported/refuted claims[/bold] (subject in the corpus), n={sr['n']}: accuracy {_ci(sr)}, "
+        f"refuted recall {_percent(sr['per_label']['refuted']['recall'])}, "
+        f"not-enough-info share {sr['nei_share']:.3f}"
+    )
+    if absent["n"]:
+        console.print(
+            f"[bold]subject not in the corpus[/bold], n={absent['n']}: said not enough info {_ci(absent, 'nei_share')}"
+        )
+    if made["n"]:
+        console.print(
+            f"[dim]not enough info by construction (pronoun subjects), n={made['n']}, counted apart: "
+            f"said not enough info {made['nei_share']:.3f}[/dim]"
+        )
+    for group, m in result.get("by_source", {}).items():
+        c = m["in_corpus"]
+        checked = f"; supported/refuted n={c['n']}, accuracy {_ci(c)}" if c["n"] else ""
+        console.print(f"  {group}: n={m['n']}, accuracy {_ci(m)}{checked}")
 
 
 @eval_app.command("factcheck")
@@ -248,8 +275,7 @@ def eval_factcheck(
     errors = sum("error" in it for it in items)
     _print_scores(result, "all claims")
     _print_scores(result["in_corpus"], "claims whose subject is in the corpus (gold supported or refuted)")
-    for group, m in result.get("by_source", {}).items():
-        console.print(f"  {group}: n={m['n']}, accuracy {m['accuracy']:.3f}, not-enough-info {m['nei_share']:.3f}")
+    _print_summary(result)
     if errors:
         err.print(f"[red]{errors} claim(s) failed; counted as not enough info (see 'error' in --out)[/red]")
     if out:

@@ -10,12 +10,20 @@ verdicts:
 >>> m = score(rows, ["supported", "not enough info"])
 >>> m["accuracy"], m["nei_share"], m["confusion"]["refuted"]["not enough info"]
 (0.5, 0.5, 1)
+>>> [round(x, 3) for x in wilson(90, 100)]
+[0.826, 0.945]
+
+Figures come with a 95% Wilson interval. Claims are reported in three groups: those whose
+subject FOLDOC has (gold supported or refuted: where checking happens), those whose
+subject it lacks (gold not enough info), and not-enough-info *by construction*
+(``kind: pronoun``: a sentence whose subject is another sentence's), counted apart.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,7 +31,19 @@ from typing import Any
 import alto
 from alto_apps.factcheck import LABELS, Verdict
 
-__all__ = ["read_claims", "run_claims", "score"]
+__all__ = ["read_claims", "run_claims", "score", "wilson"]
+
+BY_CONSTRUCTION = ("pronoun",)  # kinds whose label follows from how the claim was made
+
+
+def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """The 95% Wilson score interval of a proportion ``k / n``."""
+    if n == 0:
+        return (0.0, 1.0)
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return (max(0.0, centre - half), min(1.0, centre + half))
 
 
 def read_claims(path: Path) -> list[dict[str, Any]]:
@@ -77,9 +97,11 @@ def _metrics(gold: list[str], predicted: list[str]) -> dict[str, Any]:
             "recall": tp / true if true else None,
             "n": true,
         }
+    correct = sum(g == p for g, p in zip(gold, predicted, strict=True))
     return {
         "n": n,
-        "accuracy": sum(g == p for g, p in zip(gold, predicted, strict=True)) / n if n else 0.0,
+        "accuracy": correct / n if n else 0.0,
+        "accuracy_ci": wilson(correct, n),
         "nei_share": predicted.count("not enough info") / n if n else 0.0,
         "confusion": confusion,
         "per_label": per_label,
@@ -94,13 +116,23 @@ def score(rows: Sequence[dict[str, Any]], predicted: Sequence[str]) -> dict[str,
     result = _metrics(gold, list(predicted))
     keep = [i for i, g in enumerate(gold) if g != "not enough info"]
     result["in_corpus"] = _metrics([gold[i] for i in keep], [predicted[i] for i in keep])
+    made = [i for i, r in enumerate(rows) if r.get("kind") in BY_CONSTRUCTION]
+    absent = [i for i, g in enumerate(gold) if g == "not enough info" and i not in made]
+    for name, idx in (("absent", absent), ("by_construction", made)):
+        k = sum(predicted[i] == "not enough info" for i in idx)
+        result[name] = {"n": len(idx), "nei_share": k / len(idx) if idx else 0.0, "nei_share_ci": wilson(k, len(idx))}
     groups = sorted({str(r["source"]) for r in rows if "source" in r})
     if groups:  # where the claims came from (generated, hand-written, model answers...)
         result["by_source"] = {}
         for g in groups:
             idx = [i for i, r in enumerate(rows) if str(r.get("source")) == g]
             m = _metrics([gold[i] for i in idx], [predicted[i] for i in idx])
-            result["by_source"][g] = {k: m[k] for k in ("n", "accuracy", "nei_share")}
+            sr = [i for i in idx if gold[i] != "not enough info"]
+            c = _metrics([gold[i] for i in sr], [predicted[i] for i in sr])
+            result["by_source"][g] = {
+                **{k: m[k] for k in ("n", "accuracy", "accuracy_ci", "nei_share")},
+                "in_corpus": {k: c[k] for k in ("n", "accuracy", "accuracy_ci")},
+            }
     return result
 
 

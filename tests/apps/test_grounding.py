@@ -13,7 +13,18 @@ from alto.cli import app
 from alto.llm import LLM
 from alto.retrieval import BM25, Document
 from alto_apps.factcheck import FactCheckConfig, _Verification, copies_example
-from alto_apps.grounding import EvidenceRule, Subjects, predicate
+from alto_apps.grounding import (
+    EvidenceRule,
+    Subjects,
+    category_conflict,
+    digits,
+    expansion_conflict,
+    name_conflict,
+    negation_conflict,
+    number_conflict,
+    opposite_conflict,
+    predicate,
+)
 
 
 def doc(title: str, text: str, *aliases: str) -> Document:
@@ -197,3 +208,127 @@ def test_pipeline_refutes_a_false_claim_and_cites_the_entry_it_describes(foldoc,
     assert smtp["label"] == "supported" and smtp["subject"] == "Simple Mail Transfer Protocol"
     assert smtp["evidence"][0]["title"] == "Simple Mail Transfer Protocol"  # the subject's entry is E1
     assert report["counts"]["refuted"] == 1
+
+
+# -- reading the sentence: subjects past fronted clauses, appositives, possessives -----------
+
+SENTENCE_DOCS = [
+    doc(
+        "Frobnitz Transfer Protocol",
+        "<protocol> (FTPX) A protocol to move frobs, designed by Ada Quux in 1983.",
+        "FTPX",
+    ),
+    doc("widget", "<hardware> A small device that counts frobs in eight-bit registers."),
+    doc("shell", "<operating system> A command interpreter."),
+    doc("Zork Labs", "<company> A company that made frob tools."),
+    doc("Glorp", "<language> A lazy functional language designed by Bea Zed at Zork Labs in 1990."),
+    doc("Glorp compiler", "<program> The compiler for Glorp, written in 1992."),
+    doc("random-access memory", "<storage> Memory whose words can be read in any order.", "RAM"),
+    doc("dynamic random-access memory", "<storage> RAM that must be refreshed.", "DRAM"),
+]
+
+
+@pytest.mark.parametrize(
+    ("claim", "title"),
+    [
+        ("Introduced in 1983, FTPX moves frobs between hosts.", "Frobnitz Transfer Protocol"),  # fronted clause
+        ("Designed by Ada Quux, the Frobnitz Transfer Protocol moves frobs.", "Frobnitz Transfer Protocol"),
+        ("FTPX, the protocol Zork Labs used, moves frobs.", "Frobnitz Transfer Protocol"),  # appositive with a name
+        ("FTPX's packets carry frobs.", "Frobnitz Transfer Protocol"),  # possessive
+        ("Widgets count frobs in registers.", "widget"),  # plural, sentence case
+        ("A shell reads commands.", "shell"),  # a headword that is a common word
+        ("The Glorp compiler was written in 1992.", "Glorp compiler"),  # the longest name of the phrase
+        ("Dynamic RAM must be refreshed.", "dynamic random-access memory"),  # an adjective + an alias
+    ],
+)
+def test_subject_is_the_grammatical_subject(claim, title):
+    s = Subjects(SENTENCE_DOCS).find(claim)
+    assert s is not None and title in {d.title for d in s.candidates}, (claim, s)
+
+
+@pytest.mark.parametrize(
+    "claim",
+    [
+        "The Blarg protocol moves frobs like FTPX does.",  # an unknown name before the head noun
+        "Zork Labs' Blarg compiler translates Glorp programs.",  # unknown, though two entries are named
+        "Blarg, the successor of Glorp, is a strict language.",  # an unknown name with an appositive
+        "Developed at Zork Labs, Blarg replaced Glorp.",  # fronted clause, then an unknown name
+    ],
+)
+def test_no_subject_when_the_grammatical_subject_is_unknown(claim):
+    assert Subjects(SENTENCE_DOCS).find(claim) is None
+
+
+def test_word_order_is_used_without_a_parser():
+    s = Subjects(SENTENCE_DOCS, parser=None).find("Developed by Ada Quux, FTPX moves frobs.")
+    assert s is not None and s.name == "FTPX"
+
+
+@pytest.mark.parametrize(
+    ("check", "claim", "entry", "expected"),
+    [
+        (
+            number_conflict,
+            "It counts frobs in sixteen-bit registers.",
+            "counts frobs in eight-bit registers.",
+            ("16", "8"),
+        ),
+        (number_conflict, "It was designed in 1987.", "It was designed by Ada Quux in 1983.", ("1987", "1983")),
+        (number_conflict, "It counts frobs in eight-bit registers.", "counts frobs in eight-bit registers.", None),
+        (
+            name_conflict,
+            "It was designed by Bea Zed.",
+            "A protocol designed by Ada Quux in 1983.",
+            ("Bea Zed", "Ada Quux"),
+        ),
+        (name_conflict, "It was designed by Ada Quux.", "designed by Ada Quux.", None),
+        (name_conflict, "It was built at UC Zorkley.", "built at UCZ in 1990.", None),  # initials
+        (opposite_conflict, "Glorp is a strict language.", "A lazy functional language.", ("strict", "lazy")),
+        (
+            opposite_conflict,
+            "It works at the network layer.",
+            "It works at the data link layer.",
+            ("network layer", "data link layer"),
+        ),
+        (opposite_conflict, "It is lazy and strict.", "A lazy language.", None),
+        (
+            negation_conflict,
+            "Glorp is limited to frobs.",
+            "Glorp is not limited to frobs.",
+            ("Glorp is limited to frobs.", "Glorp is not limited to frobs."),
+        ),
+        (negation_conflict, "Glorp is limited to frobs.", "Glorp is limited to frobs.", None),
+        (
+            category_conflict,
+            "Glorp is an early computer.",
+            "<language> A lazy functional language.",
+            ("computer", "language"),
+        ),
+        (category_conflict, "Glorp is a functional language.", "<language> A lazy functional language.", None),
+    ],
+)
+def test_conflict_checks_need_the_entry_to_say_otherwise(check, claim, entry, expected):
+    assert check(claim, entry) == expected
+
+
+def test_expansion_conflict_compares_with_the_entry_names():
+    subjects = Subjects(SENTENCE_DOCS)
+    ftpx = SENTENCE_DOCS[0]
+    for claim, bad in [
+        ("FTPX stands for Frobnitz Transfer Protocol.", False),
+        ("FTPX stands for Fast Table Packing eXchange.", True),
+    ]:
+        got = expansion_conflict(claim, subjects.find(claim), ftpx)
+        assert (got is not None) == bad, claim
+
+
+def test_numbers_in_words_become_digits():
+    assert digits("seventy-two words of twelve bits, one at a time") == "72 words of 12 bits, one at a time"
+
+
+def test_rule_refutes_with_a_reason_that_names_what_the_entry_says(rule):
+    glorp = SENTENCE_DOCS[4]
+    subjects = Subjects(SENTENCE_DOCS)
+    claim = "Glorp is a lazy functional language designed by Bea Zed in 1996."
+    a = rule.assess(claim, subjects.find(claim), [glorp])
+    assert a.label == "refuted" and "1990" in a.reason and "1996" in a.reason
