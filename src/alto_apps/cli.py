@@ -147,8 +147,9 @@ def demo(
             console.print(f"  [red]refuted[/red] {v['claim']!r}: {v['reason']}")
     console.print(
         "[dim]Verdicts come from the evidence rule: each claim's subject is looked up in FOLDOC and its entry "
-        "compared with the claim and with the other entries found (does the description fit the subject, or "
-        "another entry better? do its numbers and names appear?). It checks what a dictionary entry states, "
+        "compared with the claim: a number, name, layer or expansion the entry gives differently, an opposite "
+        "word, a denial, or a description that fits another entry better refutes it. It checks what a dictionary "
+        "entry states, "
         "not arbitrary world facts; held-out accuracy in docs/factcheck_eval.md. The 135M model's own label is "
         "shown beside it and is noise. Plug a larger model in through alto.llm.OpenAICompatible with "
         "FactCheckConfig(judge='llm').[/dim]"

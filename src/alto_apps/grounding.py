@@ -299,7 +299,7 @@ class Subjects:
             if phrase is not None:
                 got, decided = self._by_phrase(claim, phrase, found)
                 if decided:
-                    return got
+                    return self._widen(claim, phrase, got) if got is not None else None
         return self._by_position(claim, toks, found)
 
     def _names_in(self, claim: str, toks: list[re.Match[str]]) -> list[tuple[tuple[int, ...], int, Subject]]:
@@ -354,8 +354,7 @@ class Subjects:
         covering = [x for x in names if x.start <= phrase.head[0] and phrase.head[1] <= x.end + 1]
         appos = [x for a in phrase.appos for x in inside(a) if _capitalised(x.name)]
         if phrase.proper:
-            best = longest(covering)
-            return (self._widen(claim, phrase, best) if best else longest(appos)), True
+            return longest(covering) or longest(appos), True
         owner = min((p[0] for p in phrase.poss), default=phrase.noun[0])
         whole = [x for x in covering if x.start <= owner]  # "Euclid's algorithm", "HTTP cookies"
         if whole:
@@ -375,8 +374,7 @@ class Subjects:
             topic = longest(inside(phrase.topic))
             if topic is not None:
                 return topic, True
-        best = longest(covering)
-        best = self._widen(claim, phrase, best) if best is not None else self._head_word(claim, phrase)
+        best = longest(covering) or self._head_word(claim, phrase)
         if best is None and phrase.head[0] == 0 and claim[:1].isupper():
             return None, True  # "Zstandard, the ...": an unknown word leads the claim
         best = best or longest(appos)
@@ -385,7 +383,7 @@ class Subjects:
     def _widen(self, claim: str, phrase: _Phrase, subject: Subject) -> Subject:
         """ "Dynamic RAM" names "dynamic random-access memory": the words before a name,
         with the name's entry title, may be another entry's name."""
-        words = [m for m in _tokens(claim[phrase.noun[0] : subject.start])]
+        words = _tokens(claim[phrase.noun[0] : subject.start])
         for i in range(len(words)):
             start = phrase.noun[0] + words[i].start()
             for doc in subject.candidates:
@@ -548,7 +546,9 @@ def number_conflict(claim_text: str, entry_text: str) -> tuple[str, str] | None:
     values = {n for n, _, _ in entry}
     for n, unit, noun in _numbers(claim_text):
         same_place = [m for m, u, o in entry if unit and u == unit and o == noun]
-        if same_place and n not in same_place and n not in {m for m, u, _ in entry if u == unit}:
+        # "64-bit key" against "56-bit key"; with no noun after the unit ("eight bits."),
+        # only when the entry never gives the claim's value in that unit
+        if same_place and n not in same_place and (noun or n not in {m for m, u, _ in entry if u == unit}):
             return n, same_place[0]
         if n in values:
             continue

@@ -154,7 +154,26 @@ def test_eval_command_scores_claims_on_a_small_corpus(tmp_path):
     assert [it["gold"] for it in result["items"]] == [r["label"] for r in rows]
     # the absent subject is never guessed
     assert result["items"][2]["predicted"] == "not enough info"
-    assert "accuracy" in done.output
+    assert "accuracy" in done.output and "95% CI" in done.output
+    low, high = result["in_corpus"]["accuracy_ci"]
+    assert 0 <= low <= result["in_corpus"]["accuracy"] <= high <= 1
+    assert result["absent"]["n"] == 1 and result["by_construction"]["n"] == 0
+
+
+def test_scores_count_not_enough_info_by_construction_apart():
+    from alto_apps.evaluate import score, wilson
+
+    rows = [
+        {"claim": "a", "label": "supported", "source": "x"},
+        {"claim": "b", "label": "not enough info", "kind": "absent", "source": "x"},
+        {"claim": "c", "label": "not enough info", "kind": "pronoun", "source": "y"},
+    ]
+    m = score(rows, ["refuted", "not enough info", "supported"])
+    assert m["absent"]["n"] == 1 and m["absent"]["nei_share"] == 1.0
+    assert m["by_construction"]["n"] == 1 and m["by_construction"]["nei_share"] == 0.0
+    assert m["in_corpus"]["accuracy"] == 0.0 and m["by_source"]["x"]["in_corpus"]["n"] == 1
+    low, high = wilson(0, 10)
+    assert low == 0.0 and 0.2 < high < 0.35  # zero successes still leave room
 
 
 def test_eval_command_names_a_bad_line(tmp_path):
