@@ -31,8 +31,9 @@ def test_assistant_split_follows_its_rule_and_shares_no_subject():
     dev = {split.subject_key(r) for r in rows(EVAL / "assistant" / "dev.jsonl")}
     held = {split.subject_key(r) for r in rows(EVAL / "assistant" / "heldout.jsonl")}
     assert not dev & held
-    old = split.old_subjects()
-    assert not held & old  # a subject of the older sets is never held out
+    assert not held & split.old_subjects()  # a subject of the older sets is never held out
+    # ... except two that the older sets recorded only after the freeze (docs say so)
+    assert held & split.current_old_subjects() <= {"queue", "domain name system"}
 
 
 def test_assistant_claims_are_labelled_with_the_entry_words_that_decide_them():
