@@ -257,10 +257,6 @@ def _parse_subject(nlp: Any, claim: str) -> _Phrase | None:
     return _Phrase(head, noun, _is_name(subj), False, modifiers, poss, appos, topic)
 
 
-def _subject_phrase(nlp: Any, claim: str) -> _Phrase | None:
-    return _parse_subject(nlp, claim)
-
-
 class Subjects:
     """Finds a claim's subject among the corpus's headwords, aliases and acronyms.
 
@@ -295,7 +291,7 @@ class Subjects:
         if lead is not None and claim[:1].isupper():
             return lead  # "CMYK, the colour model used for printing, describes ...": named, then described
         if self.parser is not None:
-            phrase = _subject_phrase(self.parser, claim)
+            phrase = _parse_subject(self.parser, claim)
             if phrase is not None:
                 got, decided = self._by_phrase(claim, phrase, found)
                 if decided:
@@ -465,14 +461,18 @@ def predicate(claim: str, subject: Subject) -> str:
     return " ".join((head + " " + rest).split())
 
 
+def _sentences(text: str) -> list[str]:
+    """The text's sentences, without category tags."""
+    return [p for p in re.split(r"(?<=[.;!?])\s+", _TAGS.sub(" ", text)) if len(p) > 3]
+
+
 def _passages(doc: Document, limit: int = 6) -> list[str]:
     """The entry's first sentences, without its title line and category tags."""
     text = doc.text
     if text.startswith(doc.title) and ":" in text[: len(doc.title) + 200]:
         text = text.split(":", 1)[1]
-    text = _TAGS.sub(" ", text)
-    parts = [p.strip() for p in re.split(r"(?<=[.;!?])\s+", text) if len(p.strip()) > 12]
-    return [p[:300] for p in parts[:limit]] or [text[:300]]
+    parts = [p.strip() for p in _sentences(text) if len(p.strip()) > 12]
+    return [p[:300] for p in parts[:limit]] or [_TAGS.sub(" ", text)[:300]]
 
 
 # -- what a sentence says against its entry ------------------------------------------------
@@ -689,10 +689,6 @@ def expansion_conflict(claim_text: str, subject: Subject, entry: Document) -> tu
         if len(words) >= 2 and any(w not in known for w in words):
             return text.strip(" ,"), entry.title
     return None
-
-
-def _sentences(text: str) -> list[str]:
-    return [p for p in re.split(r"(?<=[.;!?])\s+", _TAGS.sub(" ", text)) if len(p) > 3]
 
 
 def negation_conflict(claim_text: str, entry_text: str) -> tuple[str, str] | None:
