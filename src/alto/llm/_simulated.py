@@ -149,6 +149,10 @@ class Simulated(LLM):
         self._engine: asyncio.Task[None] | None = None
         self.steps = 0
         self.max_batch_seen = 0
+        # the clock's lag: steps that woke more than one step late (a busy CPU), and the
+        # largest lateness seen; benchmarks record them to show the timing held
+        self.late_steps = 0
+        self.max_lag_s = 0.0
 
     # -- text --------------------------------------------------------------------------
 
@@ -242,6 +246,8 @@ class Simulated(LLM):
             deadline += dt
             now = loop.time()
             if deadline < now - dt:  # behind by more than a step (a busy CPU): do not race to catch up
+                self.late_steps += 1
+                self.max_lag_s = max(self.max_lag_s, (now - deadline) / (self.time_scale or 1.0))
                 deadline = now
             await asyncio.sleep(max(0.0, deadline - now))
             self.steps += 1
