@@ -19,21 +19,22 @@ from alto.serve import create_app
 from alto.serve.testing import CHROMIUM_FLAGS, running
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository's benchmarks package
-from benchmarks.paper_model import Setting, build_pipeline
+from benchmarks.paper_model import Setting, build_pipeline, make_pools
 
 
 def main() -> None:
     chromium = shutil.which("chromium")
     if chromium is None:
         sys.exit("needs Debian's chromium: apt-get install chromium")
-    app = create_app(build_pipeline(Setting(claims=5, llm_replicas=2, search_replicas=2), time_scale=1.0))
+    setting = Setting(sentences=4)
+    app = create_app(build_pipeline(setting, make_pools(setting, "shared", time_scale=1.0)))
     out = Path(__file__).resolve().parents[1] / "docs"
     with running(app) as url, sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS)
         try:
             page = browser.new_page(viewport={"width": 1100, "height": 760})
             page.goto(f"{url}/")
-            page.wait_for_selector("#stages:has-text('verdicts')")
+            page.wait_for_selector("#stages:has-text('verify')")
             page.fill("#input", "How does e-mail get from one computer to another?")
             page.click("#run")
             page.wait_for_selector(".group:nth-of-type(2)", timeout=30_000)
