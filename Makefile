@@ -53,23 +53,20 @@ lint: $(STAMP)
 	$(PY) -m ruff check --fix .
 	$(PY) -m ruff format .
 
-# Every benchmark figure in docs/ (JSON + PNG) in about 15 min on 2 cores. The overhead
-# benchmarks run alone (they measure CPU); the SIMULATED-engine benchmarks wait on timers
-# and use a fraction of a core each, so the paper experiment runs beside the scheduling
-# and application benchmarks. bench-ray and bench-real add the Ray runs and the
-# real-model run (~20 and ~10 min).
+# Every benchmark figure in docs/ (JSON + PNG), one benchmark at a time: the SIMULATED
+# engines' clocks dilate under CPU load, so no timer-bound sweep runs beside another
+# (the paper sweep alone takes about 90 min on 2 cores). bench-ray and bench-real add
+# the Ray runs and the real-model run (~20 and ~10 min).
 bench: $(STAMP)
 	$(PY) benchmarks/overhead.py --out docs/overhead.json
 	$(PY) benchmarks/ray_overhead.py --out docs/ray_overhead.json
-	$(PY) benchmarks/paper.py --heatmap --out docs/paper.json & paper=$$!; \
-	$(PY) benchmarks/scheduling.py --out docs/scheduling.json && \
-	$(PY) benchmarks/apps.py --out docs/apps_bench.json; rest=$$?; \
-	wait $$paper && exit $$rest
+	$(PY) benchmarks/paper.py --heatmap --out docs/paper.json
+	$(PY) benchmarks/scheduling.py --out docs/scheduling.json
+	$(PY) benchmarks/apps.py --out docs/apps_bench.json
 	$(PY) benchmarks/plot.py
 
 bench-ray: $(STAMP)
 	$(PY) benchmarks/scheduling.py --runtime ray --out docs/scheduling_ray.json
-	$(PY) benchmarks/paper.py --runtime ray --out docs/paper_ray.json
 	$(PY) benchmarks/plot.py
 
 bench-real: $(STAMP)

@@ -1,38 +1,48 @@
-"""The paper's fact-check pipeline written idiomatically in LangGraph, as the baseline.
+"""The paper's fact-check pipeline written idiomatically in LangGraph, as a peer system.
 
-The same components as :mod:`benchmarks.paper` (the same SIMULATED engines, prompts,
-search and merge functions), in the shape LangGraph's map-reduce guide teaches: a
-``StateGraph`` whose ``answer`` node generates the answer, a conditional edge that
+The same components as :mod:`benchmarks.paper` (the same SIMULATED engine pools with
+the same router, prompts and search), in the shape LangGraph's map-reduce guide
+teaches: a ``StateGraph`` whose ``answer`` node generates the answer, an ``extract``
+node that extracts every claim with one call (FacTool's way), a conditional edge that
 fans out one ``Send("check", ...)`` per claim, a ``check`` node that writes the claim's
 queries, searches them concurrently and asks for the verdict, a reducer
 (``operator.add``) that gathers the verdicts, and a ``report`` node. It is driven with
 ``astream(stream_mode="updates")``, so each claim's verdict is seen as its ``check``
 task finishes.
 
-LangGraph passes whole node outputs between nodes: a claim is checked only once the
-whole answer exists. Each LLM stage has ``llm_replicas`` engines, called round robin
-(as a client behind a load balancer would).
+LangGraph passes whole node outputs between nodes: claims are extracted only once the
+whole answer exists, and checked only once every claim is extracted; each claim's
+check then runs on its own, as in ALTO's ``streaming=False``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import operator
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Annotated, Any, TypedDict
 
-from alto.llm import Lines, Sentences
-from benchmarks.paper_model import PaperEngine, Setting, answer_prompt, merge, queries_prompt, search, verdict_prompt
+from alto.llm import JsonArrayItems
+from benchmarks.paper_model import (
+    Pools,
+    Setting,
+    answer_prompt,
+    extract_prompt_full,
+    parse_verdict,
+    queries_prompt,
+    report_of,
+    verify_prompt,
+)
 
 __all__ = ["analysis_graph", "app_system", "build_graph", "langgraph_factory", "rag_graph", "summarize_graph"]
 
 
 class State(TypedDict, total=False):
     question: str
+    answer: str
     claims: list[str]
-    verdicts: Annotated[list[tuple[int, str, str]], operator.add]
+    verdicts: Annotated[list[tuple[int, str, bool]], operator.add]
     report: dict[str, Any]
 
 
@@ -47,11 +57,13 @@ def map_reduce_graph(
     tasks: Callable[[Any], list[dict[str, Any]]],
     worker: tuple[str, Callable[..., Any]],
     reduce: tuple[str, Callable[..., Any]],
+    before: tuple[str, Callable[..., Any]] | None = None,
 ) -> Any:
-    """The shape LangGraph's map-reduce guide teaches: ``first`` runs, a conditional
-    edge sends one ``Send(worker, task)`` per task (straight to ``reduce`` when there
-    are none: LangGraph would otherwise end the graph), the workers' outputs meet in a
-    reducer on the state, and ``reduce`` runs once they all finished."""
+    """The shape LangGraph's map-reduce guide teaches: ``first`` runs (after ``before``,
+    when given), a conditional edge sends one ``Send(worker, task)`` per task (straight
+    to ``reduce`` when there are none: LangGraph would otherwise end the graph), the
+    workers' outputs meet in a reducer on the state, and ``reduce`` runs once they all
+    finished."""
     from langgraph.graph import END, START, StateGraph
     from langgraph.types import Send
 
@@ -59,67 +71,67 @@ def map_reduce_graph(
         return [Send(worker[0], t) for t in tasks(s)] or reduce[0]
 
     g = StateGraph(state)
-    for name, fn in (first, worker, reduce):
+    for name, fn in (first, worker, reduce) + ((before,) if before else ()):
         g.add_node(name, fn)
-    g.add_edge(START, first[0])
+    if before:
+        g.add_edge(START, before[0])
+        g.add_edge(before[0], first[0])
+    else:
+        g.add_edge(START, first[0])
     g.add_conditional_edges(first[0], fan_out, [worker[0], reduce[0]])
     g.add_edge(worker[0], reduce[0])
     g.add_edge(reduce[0], END)
     return g.compile()
 
 
-def build_graph(setting: Setting, time_scale: float = 1.0) -> Any:
-    """The compiled LangGraph graph of the fact-check pipeline on fresh SIMULATED engines."""
-
-    def pool() -> Callable[[], PaperEngine]:
-        engines = [PaperEngine(setting, time_scale) for _ in range(setting.llm_replicas)]
-        return itertools.cycle(engines).__next__
-
-    answer_llm, queries_llm, verdict_llm = pool(), pool(), pool()
+def build_graph(setting: Setting, pools: Pools) -> Any:
+    """The compiled LangGraph graph of the fact-check pipeline on ``pools``."""
 
     async def answer(state: State) -> dict[str, Any]:
-        text = await answer_llm().complete(answer_prompt(state["question"]), max_tokens=2048)
-        return {"claims": Sentences().split(text)}
+        return {"answer": await pools.answer.complete(answer_prompt(setting, state["question"]), max_tokens=4096)}
+
+    async def extract(state: State) -> dict[str, Any]:
+        text = await pools.extract.complete(extract_prompt_full(setting, state["answer"]), max_tokens=4096)
+        return {"claims": [obj["claim"] for obj in JsonArrayItems().split(text)]}
 
     def claims(state: State) -> list[dict[str, Any]]:
         return [ClaimTask(index=i, claim=c) for i, c in enumerate(state["claims"])]
 
-    async def retrieve(query: str) -> list[int]:
-        await asyncio.sleep(setting.search_s * time_scale)
-        return search(setting, query)
-
     async def check(task: ClaimTask) -> dict[str, Any]:
-        text = await queries_llm().complete(queries_prompt(task["claim"]), max_tokens=256)
-        hit_lists = await asyncio.gather(*(retrieve(q) for q in Lines().split(text)))
-        item = merge(setting, task["claim"], list(hit_lists))
-        verdict = await verdict_llm().complete(verdict_prompt(setting, item), max_tokens=64)
-        return {"verdicts": [(task["index"], task["claim"], verdict.strip().split()[0])]}
+        text = await pools.queries.complete(queries_prompt(setting, task["claim"]), max_tokens=256)
+        results = await asyncio.gather(*(pools.search(q) for q in JsonArrayItems().split(text)))
+        evidence = [s for snippets in results for s in snippets]
+        verdict = await pools.verify.complete(verify_prompt(setting, task["claim"], evidence), max_tokens=512)
+        return {"verdicts": [(task["index"], task["claim"], parse_verdict(verdict))]}
 
     def report(state: State) -> dict[str, Any]:
-        verdicts = [(c, v) for _, c, v in sorted(state["verdicts"])]
-        return {"report": {"question": state["question"], "verdicts": verdicts}}
+        return {"report": report_of(state["question"], [(c, v) for _, c, v in sorted(state["verdicts"])])}
 
-    return map_reduce_graph(State, ("answer", answer), claims, ("check", check), ("report", report))
+    return map_reduce_graph(
+        State, ("extract", extract), claims, ("check", check), ("report", report), before=("answer", answer)
+    )
 
 
-def langgraph_factory(setting: Setting, time_scale: float) -> Callable[[], Any]:
-    """A load-generator system factory: a fresh graph (fresh engines) per run; yields
-    each verdict as its task's update arrives, then the report."""
+def langgraph_factory(setting: Setting, make_pools: Callable[[], Pools]) -> Callable[[], Any]:
+    """A load-generator system factory: a fresh graph on fresh pools per run; yields
+    each verdict as its task's update arrives, then the report. The context yields
+    ``(system, pools)``."""
 
     @asynccontextmanager
     async def start() -> AsyncIterator[Any]:
-        graph = build_graph(setting, time_scale)
+        pools = make_pools()
+        graph = build_graph(setting, pools)
 
         async def system(question: str) -> AsyncIterator[Any]:
             async for update in graph.astream({"question": question, "verdicts": []}, stream_mode="updates"):
                 for node, out in update.items():
                     if node == "check":
                         _, claim, verdict = out["verdicts"][0]
-                        yield {"claim": claim, "verdict": verdict}
+                        yield (claim, verdict)
                     elif node == "report":
                         yield out["report"]
 
-        yield system
+        yield system, pools
 
     return start
 
@@ -136,14 +148,23 @@ class _AppState(TypedDict, total=False):
 
 def rag_graph(llm: Any, retriever: Any, *, k: int = 3, max_queries: int = 3, passages: int = 4) -> Any:
     """Multi-query RAG (:mod:`alto_apps.rag`) in LangGraph: the queries node writes the
-    whole list, one ``Send`` per query to retrieve, a reducer, then the answer."""
+    list, one ``Send`` per query to retrieve, a reducer, then the answer. The queries
+    node streams its call and stops it after ``max_queries`` items, as ALTO's stage
+    does (a LangGraph node may stream inside; it returns when the list is complete)."""
 
-    from alto.llm import split_parts
+    from alto.llm import generate_split
     from alto_apps import rag
 
+    write = generate_split(
+        llm,
+        lambda q: rag.queries_prompt(q, max_queries),
+        "list",
+        max_tokens=24 * max_queries,
+        max_parts=max_queries,
+    )
+
     async def queries(state: _AppState) -> dict[str, Any]:
-        text = await llm.complete(rag.queries_prompt(state["input"], max_queries), max_tokens=24 * max_queries)
-        return {"items": [state["input"], *split_parts(text, "list", max_parts=max_queries)]}
+        return {"items": [state["input"], *[q async for q in write(state["input"])]]}
 
     def retrieve(task: dict[str, Any]) -> dict[str, Any]:
         return {"parts": [(task["i"], rag.search_hits(retriever, task["query"], k))]}

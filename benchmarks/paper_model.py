@@ -67,13 +67,12 @@ __all__ = [
     "verify_prompt",
 ]
 
-_VOCAB = tuple(
-    (
-        "the protocol server client mail message network packet address host data system memory program "
-        "language compiler kernel process file stream query index model cache request response layer route "
-        "node graph token vector database transfer channel"
-    ).split()
+_VOCAB_TEXT = (
+    "the protocol server client mail message network packet address host data system memory program "
+    "language compiler kernel process file stream query index model cache request response layer route "
+    "node graph token vector database transfer channel"
 )
+_VOCAB = tuple(_VOCAB_TEXT.split())
 
 # Characters per token, for the prompt lengths: the SIMULATED engine counts a prompt's
 # tokens as len(text) // 4 (OpenAI's rule of thumb for English, ~4 characters a token).
@@ -170,9 +169,7 @@ def answer_prompt(setting: Setting, question: str) -> str:
 
 def extract_prompt(setting: Setting, context: Sequence[str], sentence: str) -> str:
     """Streaming extraction: the answer so far as context, then the new sentence."""
-    return (
-        f"EXTRACT {_filler(setting.extract_template_chars)}\nText so far: {' '.join(context)}\nSentence: {sentence}"
-    )
+    return f"EXTRACT {_filler(setting.extract_template_chars)}\nText so far: {' '.join(context)}\nSentence: {sentence}"
 
 
 def extract_prompt_full(setting: Setting, answer: str) -> str:
@@ -302,7 +299,7 @@ class Call:
     """One LLM call or search, for tests and traces (seconds on the event loop's clock)."""
 
     kind: str
-    request: str
+    prompt: str
     start: float
     end: float = math.nan
 
@@ -329,7 +326,7 @@ class EnginePool(LLM):
         i = min(range(len(self.engines)), key=self.outstanding.__getitem__)
         self.outstanding[i] += 1
         text = messages[-1]["content"]
-        call = Call(text.partition(" ")[0].lower(), _request_of(text), time.perf_counter())
+        call = Call(text.partition(" ")[0].lower(), text, time.perf_counter())
         if self.log is not None:
             self.log.append(call)
         try:
@@ -348,11 +345,6 @@ class EnginePool(LLM):
         }
 
 
-def _request_of(text: str) -> str:
-    """The question a prompt belongs to, where the prompt says (tests group calls by it)."""
-    return text.rpartition("Question: ")[2] if text.startswith("ANSWER") else ""
-
-
 class Search:
     """The search service: ``search_s`` per query, any number at once."""
 
@@ -362,7 +354,7 @@ class Search:
         self.log = log
 
     async def __call__(self, query: str) -> list[str]:
-        call = Call("search", "", time.perf_counter())
+        call = Call("search", query, time.perf_counter())
         if self.log is not None:
             self.log.append(call)
         await asyncio.sleep(self.setting.search_s * self.time_scale)

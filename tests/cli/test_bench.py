@@ -1,4 +1,4 @@
-"""The load generator and the paper experiment: they measure what they claim to.
+"""The load generator and ``alto bench``: they measure what they claim to.
 
 No speed is asserted (benchmark scripts measure speed); what is checked is the
 machinery: common random numbers, failures recorded rather than fatal, identical
@@ -15,7 +15,6 @@ from typer.testing import CliRunner
 
 import alto
 import alto.testing._load as load
-import benchmarks.paper as paper
 from alto.cli import app
 from alto.testing import compare, curve
 
@@ -62,45 +61,6 @@ def test_curve_and_compare_find_throughput_at_the_target():
     assert r["p99_ratio_at_equal_load"] == 2.5 and r["first_output_ratio_at_equal_load"] == 10.0
 
 
-def test_paper_pipeline_streams_and_the_baseline_waits_with_identical_reports():
-    """One request alone through both systems: the same report, the baseline's first
-    verdict only after the whole answer, and both no faster than the ideal critical path."""
-    setting = paper.Setting(claims=3, llm_replicas=2, search_replicas=2)
-    [question] = paper.questions(1)
-    ideal = paper.ideal_latency(setting, question)
-
-    async def one(streaming):
-        async with alto.LocalRuntime(paper.build_pipeline(setting), streaming=streaming) as rt:
-            [sample] = await load.drive(paper.alto_system(rt), [question], rate=1000.0, warmup=0.0, results=out)
-            return sample
-
-    out: dict[int, object] = {}
-    streamed = asyncio.run(one(True))
-    report = out[0]
-    baseline = asyncio.run(one(False))
-    assert out[0] == report  # identical final output
-    assert len(report["verdicts"]) == 3
-    assert streamed.first_s < baseline.first_s  # a verdict before the answer is complete
-    assert streamed.latency_s >= 0.95 * ideal and baseline.latency_s >= 0.95 * ideal
-
-
-def test_ideal_latency_follows_the_answer_length():
-    short = paper.ideal_latency(paper.Setting(claims=2), "q")
-    long = paper.ideal_latency(paper.Setting(claims=12), "q")
-    step = 0.010 + 0.0002
-    assert long - short > 10 * 20 * step * 0.9  # ten more sentences of >= 20 tokens
-
-
-def test_paper_experiment_json_has_the_documented_keys(tmp_path):
-    out = tmp_path / "paper.json"
-    result = paper.main(["--quick", "--requests", "8", "--rates", "2", "--out", str(out)])
-    assert json.loads(out.read_text())["time_scale"] == 0.5
-    for name in ("streaming", "baseline"):
-        for key in ("throughput_at_slo", "p99_s_at_equal_load", "mean_s_at_equal_load", "ideal_mean_s"):
-            assert key in result[name], (name, key)
-    assert result["identical_outputs"] is True and result["simulated"] is True
-
-
 def test_alto_bench_run_cli(tmp_path):
     inputs = tmp_path / "in.jsonl"
     inputs.write_text('"SMTP moves mail"\n"IMAP reads it too"\n')
@@ -121,35 +81,6 @@ def test_alto_bench_run_names_a_bad_rate_list(tmp_path):
     inputs.write_text('"x"\n')
     res = CliRunner().invoke(app, ["bench", "run", "examples/pipelines.py:words", "-i", str(inputs), "--rates", "a"])
     assert res.exit_code != 0 and "--rates" in res.output
-
-
-def test_langgraph_baseline_computes_the_same_reports_as_alto():
-    """The LangGraph version of the paper's pipeline (StateGraph, Send fan-out, a
-    reducer) gives byte-identical reports, and streams each verdict as its task ends."""
-    from benchmarks.langgraph_apps import langgraph_factory
-
-    setting = paper.Setting(claims=4, llm_replicas=2)
-    inputs = paper.questions(3)
-
-    async def finals(factory):
-        out: dict[int, object] = {}
-        async with factory() as system:
-            samples = await load.drive(system, inputs, rate=1000.0, warmup=0.0, results=out)
-        assert all(s.error is None for s in samples), samples
-        return out
-
-    systems = paper.factories(setting, 0.0, "local", langgraph=True)
-    alto_out = asyncio.run(finals(systems["streaming"]))
-    graph_out = asyncio.run(finals(langgraph_factory(setting, 0.0)))
-    assert json.dumps(alto_out, sort_keys=True) == json.dumps(graph_out, sort_keys=True)
-    assert all(len(r["verdicts"]) == 4 for r in graph_out.values())
-
-    async def events():
-        async with langgraph_factory(setting, 0.0)() as system:
-            return [e async for e in system(inputs[0])]
-
-    seen = asyncio.run(events())
-    assert len(seen) == 5 and "question" in seen[-1]  # 4 verdicts as they come, then the report
 
 
 def test_langgraph_versions_of_rag_and_summarize_give_alto_results():
