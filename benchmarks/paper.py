@@ -43,7 +43,6 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script (python benchmarks/paper.py): import the package beside it
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np
 
 from alto.testing import alto_system, throughput_at
 from alto.testing._load import arrivals, drive
@@ -57,6 +56,7 @@ from benchmarks.paper_model import (
     make_pools,
     questions,
 )
+from benchmarks.stats import mean_ci, paired_ratio_ci, ratio_ci, resolved, tail, throughput_ci
 
 __all__ = [
     "PaperEngine",
@@ -80,7 +80,6 @@ QUICK_RATES = (1.0, 4.0)
 SEEDS = (1, 2, 3)
 HEATMAP_SENTENCES = (1, 3, 6, 10)
 HEATMAP_TARGETS = (3.0, 4.0, 5.0, 6.0, 8.0, 10.0)
-BOOTSTRAP = 1000
 
 
 @dataclass(frozen=True)
@@ -186,102 +185,8 @@ async def unloaded(name: str, setting: Setting, placement: str, requests: int, t
     return out
 
 
-# -- statistics ---------------------------------------------------------------------------
-
-
-def _rng() -> np.random.Generator:
-    return np.random.default_rng(12345)
-
-
-def mean_ci(values: Sequence[float], boot: int = BOOTSTRAP) -> list[float]:
-    """95% percentile-bootstrap interval of the mean."""
-    a = np.asarray(values, dtype=float)
-    if len(a) < 2:
-        return [math.nan, math.nan]
-    means = a[_rng().integers(0, len(a), (boot, len(a)))].mean(axis=1)
-    return [float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))]
-
-
-def tail(values: Sequence[float], boot: int = BOOTSTRAP) -> dict[str, Any]:
-    """The tail a sample can resolve: P99 (n >= 1,000), else P90 (n >= 100), else the
-    maximum; with a 95% bootstrap interval (none for the maximum)."""
-    a = np.sort(np.asarray(values, dtype=float))
-    n = len(a)
-    if n == 0:
-        return {"label": "none", "value": math.nan, "ci": [math.nan, math.nan], "n": 0}
-    if n < 100:
-        return {"label": "max", "value": float(a[-1]), "ci": [math.nan, math.nan], "n": n}
-    q = 0.99 if n >= 1000 else 0.90
-    boots = np.quantile(a[_rng().integers(0, n, (boot, n))], q, axis=1)
-    return {
-        "label": "p99" if q == 0.99 else "p90",
-        "value": float(np.quantile(a, q)),
-        "ci": [float(np.percentile(boots, 2.5)), float(np.percentile(boots, 97.5))],
-        "n": n,
-    }
-
-
 def _pooled(runs: Sequence[Run], what: str = "latency") -> dict[tuple[int, int], float]:
     return {(r.seed, i): v for r in runs for i, v in getattr(r, what).items()}
-
-
-def throughput_ci(
-    rates: Sequence[float], samples: Sequence[dict[tuple[int, int], float]], target: float, boot: int = BOOTSTRAP
-) -> list[float]:
-    """95% bootstrap interval of the throughput at the target (each rate's requests
-    resampled, the mean curve interpolated as for the point estimate)."""
-    rng = _rng()
-    arrays = [np.asarray(list(s.values()), dtype=float) for s in samples]
-    out = []
-    for _ in range(boot):
-        means = [float(a[rng.integers(0, len(a), len(a))].mean()) if len(a) else math.nan for a in arrays]
-        out.append(throughput_at(rates, means, target)[0])
-    return [float(np.percentile(out, 2.5)), float(np.percentile(out, 97.5))]
-
-
-def ratio_ci(
-    rates: Sequence[float],
-    ours: Sequence[dict[tuple[int, int], float]],
-    base: Sequence[dict[tuple[int, int], float]],
-    target: float,
-    boot: int = BOOTSTRAP,
-) -> list[float]:
-    """95% paired-bootstrap interval of the throughput ratio ``ours / base`` at the
-    target: the same requests (seed, index) resampled for both systems at each rate."""
-    rng = _rng()
-    keys = [sorted(set(o) & set(b)) for o, b in zip(ours, base, strict=True)]
-    out = []
-    for _ in range(boot):
-        mo, mb = [], []
-        for o, b, k in zip(ours, base, keys, strict=True):
-            if not k:
-                mo.append(math.nan)
-                mb.append(math.nan)
-                continue
-            pick = [k[j] for j in rng.integers(0, len(k), len(k))]
-            mo.append(statistics.fmean(o[x] for x in pick))
-            mb.append(statistics.fmean(b[x] for x in pick))
-        t_o, t_b = throughput_at(rates, mo, target)[0], throughput_at(rates, mb, target)[0]
-        out.append(t_o / t_b if t_b > 0 else (math.inf if t_o > 0 else math.nan))
-    return _interval(out)
-
-
-def _interval(values: Sequence[float]) -> list[float]:
-    """The 2.5th and 97.5th percentiles, nearest rank (an infinite ratio stays infinite)."""
-    return [float(np.percentile(values, 2.5, method="nearest")), float(np.percentile(values, 97.5, method="nearest"))]
-
-
-def resolved(rates: Sequence[float], samples: Sequence[dict[tuple[int, int], float]], target: float) -> bool:
-    """Whether a throughput at the target is decided by means clear of it: no rate on
-    either side of the crossing has a mean within one standard error of the target."""
-    for s in samples:
-        v = list(s.values())
-        if len(v) < 2:
-            return False
-        m, se = statistics.fmean(v), statistics.stdev(v) / math.sqrt(len(v))
-        if abs(m - target) <= se:
-            return False
-    return True
 
 
 def summarize_system(
@@ -407,29 +312,11 @@ def _ratios(
         "equal_load_how": "highest rate where the baseline meets the target" if ok else "lowest rate (never met)",
         "tail_label": f"{base['tail_label'][i]} / {ours['tail_label'][i]}",
         "tail_ratio_at_equal_load": base["tail_s"][i] / ours["tail_s"][i],
-        "tail_ratio_at_equal_load_ci": _paired_ratio_ci(lat_b[i], lat_o[i], base["tail_label"][i]),
+        "tail_ratio_at_equal_load_ci": paired_ratio_ci(lat_b[i], lat_o[i], base["tail_label"][i]),
         "mean_ratio_at_equal_load": base["mean_s"][i] / ours["mean_s"][i],
-        "mean_ratio_at_equal_load_ci": _paired_ratio_ci(lat_b[i], lat_o[i], "mean"),
+        "mean_ratio_at_equal_load_ci": paired_ratio_ci(lat_b[i], lat_o[i], "mean"),
         "tail_ratio_by_rate": [b / o for b, o in zip(base["tail_s"], ours["tail_s"], strict=True)],
     }
-
-
-def _paired_ratio_ci(base: dict[Any, float], ours: dict[Any, float], stat: str) -> list[float]:
-    keys = sorted(set(base) & set(ours))
-    if len(keys) < 2:
-        return [math.nan, math.nan]
-    b = np.asarray([base[k] for k in keys])
-    o = np.asarray([ours[k] for k in keys])
-    idx = _rng().integers(0, len(keys), (BOOTSTRAP, len(keys)))
-
-    def f(a: np.ndarray) -> np.ndarray:
-        if stat == "mean":
-            return a.mean(axis=1)
-        if stat == "max":
-            return a.max(axis=1)
-        return np.quantile(a, 0.99 if stat == "p99" else 0.90, axis=1)
-
-    return _interval(list(f(b[idx]) / f(o[idx])))
 
 
 def _mismatches(finals: dict[str, dict[int, Any]], rate: float, seed: int) -> list[str]:

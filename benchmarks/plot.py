@@ -100,55 +100,73 @@ def scheduling_plot(runs: list[dict], out: Path) -> None:
 
 
 def paper_plot(data: dict, out: Path, heat_out: Path) -> None:
-    """Latency curves of the paper experiment, and the heat map of throughput ratios."""
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
-    colors = {"streaming": "#2b6cb0", "baseline": "#a0aec0", "langgraph": "#dd6b20"}
-    panels = (("mean_s", "mean latency"), ("p99_s", "P99 latency"), ("first_mean_s", "time to first verdict (mean)"))
-    for ax, (key, title) in zip(axes, panels, strict=True):
-        for name, color in colors.items():
-            if name in data:
-                ax.plot(data[name]["rates"], data[name][key], marker="o", color=color, label=name)
-        if key != "first_mean_s":
-            ax.axhline(data["slo_s"], color="red", linestyle="--", linewidth=0.8, label=f"target {data['slo_s']:g} s")
-            ax.axhline(data["ideal_mean_s"], color="green", linestyle=":", linewidth=0.8, label="ideal (mean)")
-        ax.set_title(title)
-        ax.set_xlabel("requests / s (Poisson)")
-        ax.set_ylabel("s (simulated)")
-        ax.legend(fontsize=8)
+    """Latency curves of the paper experiment per placement (95% intervals shaded; the
+    tail labelled P99/P90/max by what each rate's sample resolves), and the heat map of
+    throughput ratios with unresolved cells marked."""
+    import numpy as np
+
+    placements = [p for p in ("shared", "dedicated") if p in data]
+    colors = {"streaming": "#2b6cb0", "baseline": "#a0aec0", "barrier": "#742a2a", "langgraph": "#dd6b20"}
+    fig, axes = plt.subplots(len(placements), 3, figsize=(14, 3.6 * len(placements)), squeeze=False)
+    for row, placement in zip(axes, placements, strict=True):
+        res = data[placement]
+        panels = (
+            ("mean_s", "mean latency"),
+            ("tail_s", "tail latency (P99 / P90 / max)"),
+            ("first_mean_s", "first verdict (mean)"),
+        )
+        for ax, (key, title) in zip(row, panels, strict=True):
+            for name, color in colors.items():
+                if name not in res:
+                    continue
+                curve = res[name]
+                ax.plot(curve["rates"], curve[key], marker="o", color=color, label=name)
+                if key + "_ci" in curve:
+                    lo = [c[0] for c in curve[key + "_ci"]]
+                    hi = [c[1] for c in curve[key + "_ci"]]
+                    ax.fill_between(curve["rates"], lo, hi, color=color, alpha=0.15)
+                if key == "tail_s":
+                    for x, y, label in zip(curve["rates"], curve[key], curve["tail_label"], strict=True):
+                        ax.annotate(label, (x, y), fontsize=6, xytext=(2, 2), textcoords="offset points")
+            if key != "first_mean_s":
+                target = data["slo_s"]
+                ax.axhline(target, color="red", linestyle="--", linewidth=0.8, label=f"target {target:g} s")
+                ax.axhline(res["ideal_mean_s"], color="green", linestyle=":", linewidth=0.8, label="ideal (mean)")
+            ax.set_title(f"{placement}: {title}", fontsize=9)
+            ax.set_xlabel("requests / s (Poisson)")
+            ax.set_ylabel("s (simulated)")
+            ax.legend(fontsize=7)
     fig.suptitle(
-        f"fact-check, {data['setting']['claims']} claims per answer, {data['setting']['llm_replicas']} SIMULATED "
-        f"7B engines per LLM stage ({data['runtime']} runtime)",
+        f"FacTool-style fact-check, SIMULATED 7B/A100 engines, {len(data['seeds'])} arrival seeds, 95% bootstrap "
+        "intervals",
         fontsize=10,
     )
     fig.tight_layout()
     fig.savefig(out, dpi=110)
-    heat = data.get("heatmap")
+    heat = data.get("shared", {}).get("heatmap")
     if not heat:
         return
-    import numpy as np
-
     raw = heat["throughput_ratio"]
-    grid = np.array([[np.nan if v is None else v for v in row] for row in raw], dtype=float)
+    grid = np.array([[np.nan if v is None else float(v) for v in row] for row in raw], dtype=float)
     shown = np.where(np.isfinite(grid), grid, np.nan)
-    fig, ax = plt.subplots(figsize=(7, 3.8))
-    im = ax.imshow(
-        shown, cmap="Blues", aspect="auto", vmin=0.5, vmax=max(3.0, np.nanmax(shown) if np.isfinite(shown).any() else 3)
-    )
+    fig, ax = plt.subplots(figsize=(7.5, 3.6))
+    top = float(np.nanmax(shown)) if np.isfinite(shown).any() else 3.0
+    im = ax.imshow(shown, cmap="Blues", aspect="auto", vmin=0.5, vmax=max(3.0, top))
     for i in range(grid.shape[0]):
         for j in range(grid.shape[1]):
             v = grid[i, j]
             if raw[i][j] is None:
-                text = "both meet it\nat every rate"
+                text = "unresolved"
             elif v == np.inf:
                 text = "only\nstreaming"
             else:
                 text = "neither" if np.isnan(v) else f"{v:.2f}x"
             ax.text(j, i, text, ha="center", va="center", fontsize=7)
     ax.set_xticks(range(len(heat["targets_s"])), [f"{t:g} s" for t in heat["targets_s"]])
-    ax.set_yticks(range(len(heat["claims"])), [str(c) for c in heat["claims"]])
+    ax.set_yticks(range(len(heat["sentences"])), [str(c) for c in heat["sentences"]])
     ax.set_xlabel("latency target (mean)")
-    ax.set_ylabel("claims per answer")
-    ax.set_title("throughput at the target: streaming / baseline (SIMULATED)", fontsize=10)
+    ax.set_ylabel("sentences per answer")
+    ax.set_title("throughput at the target: streaming / stage barriers (SIMULATED, shared pool, 1 seed)", fontsize=9)
     fig.colorbar(im, ax=ax)
     fig.tight_layout()
     fig.savefig(heat_out, dpi=110)
@@ -161,11 +179,10 @@ def main() -> None:
     if runs:
         scheduling_plot(runs, DOCS / "scheduling.png")
         print("wrote docs/scheduling.png", file=sys.stderr)
-    for name in ("paper", "paper_ray"):
-        src = DOCS / f"{name}.json"
-        if src.exists():
-            paper_plot(json.loads(src.read_text()), DOCS / f"{name}.png", DOCS / f"{name}_heatmap.png")
-            print(f"wrote docs/{name}.png", file=sys.stderr)
+    src = DOCS / "paper.json"
+    if src.exists():
+        paper_plot(json.loads(src.read_text()), DOCS / "paper.png", DOCS / "paper_heatmap.png")
+        print("wrote docs/paper.png", file=sys.stderr)
     for name, plot in plots:
         src = DOCS / f"{name}.json"
         if not src.exists():

@@ -16,6 +16,7 @@ import math
 import pytest
 
 import benchmarks.paper as paper
+import benchmarks.stats as stats
 from alto.llm import JsonArrayItems, Sentences
 from benchmarks.paper_model import (
     Setting,
@@ -164,10 +165,10 @@ def test_ideal_latency_follows_the_answer_length():
 
 
 def test_tail_is_labelled_by_what_the_sample_resolves():
-    assert paper.tail([1.0] * 50)["label"] == "max"
-    t90 = paper.tail([float(i) for i in range(500)])
+    assert stats.tail([1.0] * 50)["label"] == "max"
+    t90 = stats.tail([float(i) for i in range(500)])
     assert t90["label"] == "p90" and t90["ci"][0] <= t90["value"] <= t90["ci"][1]
-    t99 = paper.tail([float(i) for i in range(2000)])
+    t99 = stats.tail([float(i) for i in range(2000)])
     assert t99["label"] == "p99" and 1950 <= t99["value"] <= 1990
 
 
@@ -178,11 +179,11 @@ def test_throughput_interval_and_resolution():
         {(0, i): 3.0 for i in range(60)},
         {(0, i): 9.0 for i in range(60)},
     ]
-    assert paper.resolved(rates, far, 4.0)
-    lo, hi = paper.throughput_ci(rates, far, 4.0, boot=200)
+    assert stats.resolved(rates, far, 4.0)
+    lo, hi = stats.throughput_ci(rates, far, 4.0, boot=200)
     assert lo - 1e-9 <= 2 + 1 / 6 <= hi + 1e-9  # the interpolated crossing: 2 + (4 - 3) / (9 - 3)
     near = [far[0], {(0, i): 4.0 + (0.5 if i % 2 else -0.5) for i in range(60)}, far[2]]
-    assert not paper.resolved(rates, near, 4.0)  # a mean within its standard error of the target
+    assert not stats.resolved(rates, near, 4.0)  # a mean within its standard error of the target
 
 
 def test_quick_run_writes_the_documented_json(tmp_path):
